@@ -1,0 +1,95 @@
+// ChunkCache: the one in-process cache, shared by every fd, reader thread and mapping of an object.
+// (Interface fixed by the skeleton; the implementation documents the algorithm and its constants here.)
+//
+// Objects are cut into fixed chunks (default 8 MiB). A chunk is keyed by (object identity incl. ETag,
+// chunk index), fetched once with one conditional range GET straight into a page-aligned buffer from a
+// mimalloc heap; concurrent requests for an in-flight chunk wait for it. The last chunk's buffer is padded
+// with zeros up to a page boundary so it can be copied into a mapping page by page.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "core/remote/store.hpp"
+#include "core/util/result.hpp"
+
+namespace mf {
+
+// One remote object as the program sees it: immutable once opened. Shared by fds and mappings.
+struct RemoteObject {
+  uint32_t id = 0;        // unique per process, assigned by the cache (register_object)
+  std::string key;        // full object key in the store
+  std::string path;       // the local path the program used (for log lines)
+  uint64_t size = 0;
+  std::string etag;       // every read of this object is conditional on it
+};
+
+struct CacheConfig {
+  uint64_t chunk_size = 8ull << 20;   // multiple of the page size
+  uint64_t budget_bytes = 1ull << 30; // chunk bytes resident at most (prefetch waits, demand may evict)
+};
+
+enum class Priority { demand, prefetch };
+
+struct CacheStats {
+  uint64_t bytes_served = 0;      // bytes copied out of the cache to readers and mappings
+  uint64_t chunks_fetched = 0;
+  uint64_t demand_misses = 0;     // a reader had to wait for a chunk that was not resident
+  uint64_t prefetch_hits = 0;     // a reader found a chunk that prefetch had fetched
+  uint64_t resident_bytes = 0;
+  uint64_t peak_resident_bytes = 0;
+};
+
+// A pinned chunk: its buffer stays valid and resident while the Ref lives.
+class ChunkRef {
+ public:
+  ChunkRef() = default;
+  const std::byte* data() const { return data_; }
+  uint64_t offset() const { return offset_; }   // offset of data()[0] in the object
+  uint64_t length() const { return length_; }   // valid object bytes (the buffer is page-padded beyond)
+  explicit operator bool() const { return data_ != nullptr; }
+
+ private:
+  friend class ChunkCache;
+  std::shared_ptr<void> pin_;
+  const std::byte* data_ = nullptr;
+  uint64_t offset_ = 0;
+  uint64_t length_ = 0;
+};
+
+class ChunkCache {
+ public:
+  ChunkCache(ObjectStore& store, CacheConfig config);
+  ~ChunkCache();
+  ChunkCache(const ChunkCache&) = delete;
+  ChunkCache& operator=(const ChunkCache&) = delete;
+
+  const CacheConfig& config() const { return config_; }
+
+  // Makes a RemoteObject for an ObjectInfo (assigns the id).
+  std::shared_ptr<const RemoteObject> register_object(const ObjectInfo& info, std::string path);
+
+  // Copies object bytes [offset, offset + dst.size()) (clipped at EOF) into dst; returns the count
+  // (0 at or past EOF). Blocks on missing chunks. dst must not be userfaultfd-registered memory.
+  Result<size_t> read(const RemoteObject& object, uint64_t offset, std::span<std::byte> dst);
+
+  // The chunk with this index, fetched if needed (blocking).
+  Result<ChunkRef> get(const RemoteObject& object, uint64_t index, Priority priority);
+  // The chunk if resident, an empty ref otherwise (never blocks, never fetches).
+  ChunkRef try_get(const RemoteObject& object, uint64_t index);
+  // Starts fetching the chunk if neither resident nor in flight; never blocks the caller.
+  void prefetch(const RemoteObject& object, uint64_t index);
+
+  CacheStats stats() const;
+
+ private:
+  struct Impl;
+  ObjectStore& store_;
+  CacheConfig config_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mf

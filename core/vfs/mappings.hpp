@@ -1,0 +1,76 @@
+// MappingManager: mmap of a remote object. (Interface fixed by the skeleton; the implementation documents
+// the algorithm here.) In uffd mode a mapping is private anonymous memory registered with userfaultfd
+// (UFFD_USER_MODE_ONLY unless privileged) and filled with UFFDIO_COPY from the ChunkCache, in large batches
+// and ahead of the reader; in eager mode the whole range is filled with parallel reads before mmap returns.
+// The shim calls these from its hooks; everything here is also testable without LD_PRELOAD.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/cache/chunk_cache.hpp"
+#include "core/util/result.hpp"
+
+namespace mf {
+
+enum class MapMode { uffd, eager };
+enum class UffdSetting { automatic, on, off };  // MODELFETCH_UFFD=auto|on|off
+
+struct MappingStats {
+  uint64_t uffd_faults = 0;    // fault messages resolved
+  uint64_t fault_wait_ns = 0;  // total time faulting threads waited
+  uint64_t bytes_mapped = 0;
+};
+
+// Real libc entry points the manager must use (the shim passes its real_* table; tests pass libc's).
+struct MapSyscalls {
+  void* (*mmap)(void*, size_t, int, int, int, off_t);
+  int (*munmap)(void*, size_t);
+  int (*madvise)(void*, size_t, int);
+  void* (*mremap)(void*, size_t, size_t, int, ...);
+};
+
+class MappingManager {
+ public:
+  // Decides the mode: uffd when the setting allows it and userfaultfd works, eager otherwise (with one
+  // log line saying which and why). Starts no thread until the first map().
+  MappingManager(ChunkCache& cache, UffdSetting setting, MapSyscalls sys);
+  ~MappingManager();
+
+  MapMode mode() const;
+
+  // mmap(addr, length, prot, flags, -, offset) of `object`. Returns the address, or an Error whose code
+  // the hook puts in errno (EINVAL, ENOMEM, EIO, EACCES...). MAP_PRIVATE (any prot) and read-only MAP_SHARED.
+  Result<void*> map(std::shared_ptr<const RemoteObject> object, void* addr, size_t length, int prot, int flags,
+                    uint64_t offset);
+
+  // True when [addr, addr+length) overlaps a managed mapping. Cheap (one atomic load) when none exist.
+  bool overlaps(const void* addr, size_t length) const;
+
+  // Hooks for calls on memory that may be managed. Each returns false when the range holds no managed
+  // mapping (the hook then calls libc itself), or true with *rc/*result set to what the call returns.
+  bool munmap(void* addr, size_t length, int* rc);
+  bool madvise(void* addr, size_t length, int advice, int* rc);
+  bool mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr, void** result);
+
+  // Makes [addr, addr+length) resident before the kernel reads it (write/send from a mapping would EFAULT
+  // under UFFD_USER_MODE_ONLY). Returns an error if the fill failed.
+  Result<void> fill_for_kernel(const void* addr, size_t length);
+
+  // pthread_atfork handlers: before fork every registered mapping is filled completely (the child's copy
+  // of a registered private mapping is not registered: its missing pages would read as zeros).
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
+
+  MappingStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mf

@@ -41,6 +41,9 @@ struct CacheStats {
   uint64_t prefetch_hits = 0;     // a reader found a chunk that prefetch had fetched
   uint64_t resident_bytes = 0;
   uint64_t peak_resident_bytes = 0;
+  uint64_t evictions = 0;         // chunks dropped to make room
+  uint64_t prefetch_skipped = 0;  // prefetch() calls dropped because the budget was full
+  uint64_t fetch_errors = 0;      // fetches that failed (the entry was dropped; a later get retries)
 };
 
 // A pinned chunk: its buffer stays valid and resident while the Ref lives.
@@ -80,13 +83,27 @@ class ChunkCache {
   Result<ChunkRef> get(const RemoteObject& object, uint64_t index, Priority priority);
   // The chunk if resident, an empty ref otherwise (never blocks, never fetches).
   ChunkRef try_get(const RemoteObject& object, uint64_t index);
-  // Starts fetching the chunk if neither resident nor in flight; never blocks the caller.
+  // Starts fetching the chunk if neither resident nor in flight; never blocks the caller. When the budget
+  // is full of chunks nobody has used yet (or pinned ones), the prefetch is skipped, not queued.
   void prefetch(const RemoteObject& object, uint64_t index);
+
+  // Number of chunks of an object (0 for an empty object).
+  uint64_t chunk_count(const RemoteObject& object) const;
+  // Accounts bytes a caller copied out of a ChunkRef itself (mappings), for CacheStats::bytes_served.
+  void note_served(uint64_t bytes);
 
   CacheStats stats() const;
 
+  // pthread_atfork order: prepare runs MappingManager::before_fork() first, then this; the child and
+  // parent handlers run this first. In the child, chunks that were in flight are dropped (no I/O thread
+  // survives fork to complete them); resident chunks stay usable.
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
+
  private:
   struct Impl;
+  static ChunkRef make_ref(std::shared_ptr<void> pin, const std::byte* data, uint64_t offset, uint64_t length);
   ObjectStore& store_;
   CacheConfig config_;
   std::unique_ptr<Impl> impl_;

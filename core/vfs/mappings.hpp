@@ -1,5 +1,5 @@
-// MappingManager: mmap of a remote object. (Interface fixed by the skeleton; the implementation documents
-// the algorithm here.) In uffd mode a mapping is private anonymous memory registered with userfaultfd
+// MappingManager: mmap of a remote object. Implemented in core/uffd/ (mapping_manager.cpp: modes, calls
+// on managed memory, fork; fault_loop.cpp: the fault thread and the filler), built into mf_uffd_lib. In uffd mode a mapping is private anonymous memory registered with userfaultfd
 // (UFFD_USER_MODE_ONLY unless privileged) and filled with UFFDIO_COPY from the ChunkCache, in large batches
 // and ahead of the reader; in eager mode the whole range is filled with parallel reads before mmap returns.
 // The shim calls these from its hooks; everything here is also testable without LD_PRELOAD.
@@ -21,8 +21,15 @@ enum class UffdSetting { automatic, on, off };  // MODELFETCH_UFFD=auto|on|off
 
 struct MappingStats {
   uint64_t uffd_faults = 0;    // fault messages resolved
-  uint64_t fault_wait_ns = 0;  // total time faulting threads waited
-  uint64_t bytes_mapped = 0;
+  // Total time faulting threads waited, approximated per message as the time from reading it off the
+  // uffd to the end of the batch that resolved it (the kernel's wake-up latency before we read it,
+  // ~85 us here, is not included).
+  uint64_t fault_wait_ns = 0;
+  uint64_t bytes_mapped = 0;   // lengths passed to successful map() calls (both modes)
+  uint64_t bytes_filled = 0;   // bytes placed into mappings (UFFDIO_COPY, or memcpy in eager mode)
+  uint64_t fault_bytes = 0;    // bytes of the blocks the fault thread placed for faults
+  uint64_t sigbus_pages = 0;   // pages replaced by a SIGBUS mapping because their chunk failed for good
+  uint64_t eager_maps = 0;     // mappings filled eagerly
 };
 
 // Real libc entry points the manager must use (the shim passes its real_* table; tests pass libc's).
@@ -61,7 +68,9 @@ class MappingManager {
   Result<void> fill_for_kernel(const void* addr, size_t length);
 
   // pthread_atfork handlers: before fork every registered mapping is filled completely (the child's copy
-  // of a registered private mapping is not registered: its missing pages would read as zeros).
+  // of a registered private mapping is not registered: its missing pages would read as zeros). Order with
+  // the cache: prepare = before_fork() then ChunkCache::before_fork(); parent/child = the cache's first.
+  // The child closes the inherited uffd, forgets its regions and opens a new uffd on its next map().
   void before_fork();
   void after_fork_parent();
   void after_fork_child();

@@ -1,0 +1,370 @@
+// ChunkCache implementation.
+//
+// Algorithm. One map (object id, chunk index) -> Chunk under one mutex. A Chunk is `fetching` from the
+// moment it is inserted until the store's callback marks it `ready` (then it joins the LRU list) or
+// `failed` (then it leaves the map at once: the waiters that hold it see the error, the next get() starts
+// a new fetch). Every get() of a chunk that is fetching waits on the one condition variable, so a chunk
+// is requested from the store once however many threads want it (single flight).
+//
+// Memory. resident_ counts the page-rounded buffer bytes of every chunk in the map, fetching or ready,
+// and never exceeds the budget: room is made before a buffer is allocated. Victims are ready chunks that
+// nobody pins (ChunkRef) and nobody is waiting for, oldest use first; chunks already delivered to a reader
+// go before chunks that prefetch brought in and nobody used yet. A demand get() that finds no victim
+// waits until a pin drops or a fetch ends; prefetch() never waits and never evicts an unused chunk: it is
+// skipped (counted in prefetch_skipped), because a prefetch that pushes out another prefetch is waste.
+// The budget is at least one chunk, so a get() always makes progress once pins are released; callers
+// never hold a ChunkRef while they call get() (read() releases each chunk before taking the next).
+//
+// Buffers come from mimalloc (mi_malloc_aligned, page-aligned) so that a whole page can be copied into a
+// mapping with UFFDIO_COPY; the bytes past EOF up to the page boundary are zeroed, as the kernel does for
+// the last page of a file mapping. The lock is never held across a memcpy, an allocation or a store call.
+#include "core/cache/chunk_cache.hpp"
+
+#include <mimalloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/util/checked.hpp"
+#include "core/util/log.hpp"
+
+namespace mf {
+namespace {
+
+struct ChunkKey {
+  uint32_t object;
+  uint64_t index;
+  bool operator==(const ChunkKey&) const = default;
+};
+struct ChunkKeyHash {
+  size_t operator()(const ChunkKey& k) const {
+    return std::hash<uint64_t>()(k.index * 0x9E3779B97F4A7C15ull ^ k.object);
+  }
+};
+
+enum class ChunkState { fetching, ready, failed };
+
+struct Chunk {
+  ChunkKey key{};
+  ChunkState state = ChunkState::fetching;
+  std::byte* buf = nullptr;
+  uint64_t alloc = 0;   // buffer bytes, counted in resident_ while the chunk is in the map
+  uint64_t offset = 0;  // object offset of buf[0]
+  uint64_t length = 0;  // object bytes in the chunk
+  Error error;
+  uint32_t pins = 0;     // live Pin objects (ChunkRefs)
+  uint32_t waiters = 0;  // get() calls waiting for this chunk
+  bool delivered = false;
+  bool by_prefetch = false;
+  bool in_lru = false;
+  std::list<Chunk*>::iterator lru;
+  ~Chunk() {
+    if (buf) mi_free(buf);
+  }
+};
+
+uint64_t page_size() {
+  static const uint64_t p = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  return p;
+}
+
+}  // namespace
+
+struct ChunkCache::Impl {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<ChunkKey, std::shared_ptr<Chunk>, ChunkKeyHash> chunks;
+  std::list<Chunk*> lru;  // front = least recently used; only ready chunks
+  uint64_t resident = 0;
+  uint64_t inflight = 0;
+  CacheStats stats;
+  std::atomic<uint64_t> bytes_served{0};
+  std::atomic<uint32_t> next_id{0};
+
+  // Drops the chunk from the map and frees its buffer. Only for chunks nobody reads (unpinned or failed).
+  void drop(Chunk* c) {
+    auto it = chunks.find(c->key);
+    if (it != chunks.end() && it->second.get() == c) {
+      if (c->in_lru) lru.erase(c->lru);
+      c->in_lru = false;
+      resident -= c->alloc;
+      if (c->buf) mi_free(c->buf);
+      c->buf = nullptr;
+      chunks.erase(it);  // may destroy c
+    }
+  }
+
+  Chunk* pick_victim(bool allow_unused) {
+    for (Chunk* c : lru)
+      if (c->pins == 0 && c->waiters == 0 && c->delivered) return c;
+    if (!allow_unused) return nullptr;
+    for (Chunk* c : lru)
+      if (c->pins == 0 && c->waiters == 0) return c;
+    return nullptr;
+  }
+
+  // Evicts until `need` more bytes fit the budget. False when not enough can be evicted now.
+  bool make_room(uint64_t need, uint64_t budget, bool allow_unused) {
+    while (resident + need > budget) {
+      Chunk* v = pick_victim(allow_unused);
+      if (!v) return false;
+      ++stats.evictions;
+      drop(v);
+    }
+    return true;
+  }
+
+  void touch(Chunk* c) {
+    if (c->in_lru) lru.splice(lru.end(), lru, c->lru);
+  }
+
+  std::shared_ptr<Chunk> insert(const RemoteObject& o, uint64_t index, uint64_t chunk_size, bool by_prefetch);
+  void finish(const std::shared_ptr<Chunk>& c, Result<void> r);
+  void start(ObjectStore& store, const RemoteObject& o, std::shared_ptr<Chunk> c);
+};
+
+namespace {
+// The pin behind a ChunkRef: keeps the chunk out of eviction until the last copy of the ref is gone.
+struct Pin {
+  Pin(std::mutex* m, std::condition_variable* v, std::shared_ptr<Chunk> c) : mu(m), cv(v), chunk(std::move(c)) {}
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+  std::mutex* mu;
+  std::condition_variable* cv;
+  std::shared_ptr<Chunk> chunk;
+  ~Pin() {
+    std::lock_guard lock(*mu);
+    if (--chunk->pins == 0) cv->notify_all();
+  }
+};
+}  // namespace
+
+ChunkCache::ChunkCache(ObjectStore& store, CacheConfig config)
+    : store_(store), config_(config), impl_(std::make_unique<Impl>()) {
+  const uint64_t page = page_size();
+  uint64_t cs = std::max<uint64_t>(config_.chunk_size, page);
+  if (!checked_align_up(cs, page, &cs)) cs = 8ull << 20;
+  if (cs != config_.chunk_size) MF_WARN("chunk size %llu rounded to %llu (a multiple of the page size)",
+                                        static_cast<unsigned long long>(config_.chunk_size),
+                                        static_cast<unsigned long long>(cs));
+  config_.chunk_size = cs;
+  if (config_.budget_bytes < cs) {
+    MF_WARN("cache budget %llu is below one chunk: using %llu",
+            static_cast<unsigned long long>(config_.budget_bytes), static_cast<unsigned long long>(cs));
+    config_.budget_bytes = cs;
+  }
+}
+
+ChunkCache::~ChunkCache() {
+  // The store's callbacks reference the Impl: wait for every fetch in flight to end.
+  std::unique_lock lock(impl_->mu);
+  impl_->cv.wait(lock, [&] { return impl_->inflight == 0; });
+}
+
+std::shared_ptr<const RemoteObject> ChunkCache::register_object(const ObjectInfo& info, std::string path) {
+  auto o = std::make_shared<RemoteObject>();
+  o->id = impl_->next_id.fetch_add(1, std::memory_order_relaxed) + 1;
+  o->key = info.key;
+  o->path = std::move(path);
+  o->size = info.size;
+  o->etag = info.etag;
+  return o;
+}
+
+uint64_t ChunkCache::chunk_count(const RemoteObject& object) const {
+  return object.size / config_.chunk_size + (object.size % config_.chunk_size != 0 ? 1 : 0);
+}
+
+void ChunkCache::note_served(uint64_t bytes) { impl_->bytes_served.fetch_add(bytes, std::memory_order_relaxed); }
+
+// Inserts a fetching chunk (room already made); returns it. Caller holds the lock.
+std::shared_ptr<Chunk> ChunkCache::Impl::insert(const RemoteObject& o, uint64_t index, uint64_t chunk_size,
+                                                bool by_prefetch) {
+  auto c = std::make_shared<Chunk>();
+  c->key = ChunkKey{o.id, index};
+  c->offset = index * chunk_size;
+  c->length = std::min(chunk_size, o.size - c->offset);
+  checked_align_up(c->length, page_size(), &c->alloc);
+  c->by_prefetch = by_prefetch;
+  chunks.emplace(c->key, c);
+  resident += c->alloc;
+  stats.peak_resident_bytes = std::max(stats.peak_resident_bytes, resident);
+  ++inflight;
+  return c;
+}
+
+void ChunkCache::Impl::finish(const std::shared_ptr<Chunk>& c, Result<void> r) {
+  std::lock_guard lock(mu);
+  if (r) {
+    c->state = ChunkState::ready;
+    lru.push_back(c.get());
+    c->lru = std::prev(lru.end());
+    c->in_lru = true;
+    ++stats.chunks_fetched;
+  } else {
+    c->state = ChunkState::failed;
+    c->error = r.error();
+    ++stats.fetch_errors;
+    drop(c.get());
+  }
+  --inflight;
+  cv.notify_all();
+}
+
+// Allocates the buffer and sends the request, outside the lock (the caller released it).
+void ChunkCache::Impl::start(ObjectStore& store, const RemoteObject& o, std::shared_ptr<Chunk> c) {
+  auto* buf = static_cast<std::byte*>(mi_malloc_aligned(c->alloc, page_size()));
+  if (!buf) {
+    finish(c, make_error(ENOMEM, "cannot allocate a cache chunk"));
+    return;
+  }
+  std::memset(buf + c->length, 0, c->alloc - c->length);
+  {
+    std::lock_guard lock(mu);
+    c->buf = buf;
+  }
+  RangeRequest req{o.key, o.etag, c->offset, c->length, buf};
+  store.read_async(std::move(req), [this, c](Result<void> r) { finish(c, std::move(r)); });
+}
+
+ChunkRef ChunkCache::make_ref(std::shared_ptr<void> pin, const std::byte* data, uint64_t offset,
+                              uint64_t length) {
+  ChunkRef ref;
+  ref.pin_ = std::move(pin);
+  ref.data_ = data;
+  ref.offset_ = offset;
+  ref.length_ = length;
+  return ref;
+}
+
+void ChunkCache::prefetch(const RemoteObject& object, uint64_t index) {
+  if (index >= chunk_count(object)) return;
+  Impl& im = *impl_;
+  std::shared_ptr<Chunk> c;
+  {
+    std::lock_guard lock(im.mu);
+    if (im.chunks.count(ChunkKey{object.id, index})) return;
+    const uint64_t need = std::min(config_.chunk_size, object.size - index * config_.chunk_size);
+    uint64_t alloc = 0;
+    checked_align_up(need, page_size(), &alloc);
+    if (!im.make_room(alloc, config_.budget_bytes, false)) {
+      ++im.stats.prefetch_skipped;
+      return;
+    }
+    c = im.insert(object, index, config_.chunk_size, true);
+  }
+  im.start(store_, object, std::move(c));
+}
+
+Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Priority priority) {
+  if (index >= chunk_count(object))
+    return make_error(EINVAL, "chunk " + std::to_string(index) + " is past the end of " + object.path);
+  Impl& im = *impl_;
+  const ChunkKey key{object.id, index};
+  uint64_t alloc = 0;
+  checked_align_up(std::min(config_.chunk_size, object.size - index * config_.chunk_size), page_size(), &alloc);
+  std::unique_lock lock(im.mu);
+  std::shared_ptr<Chunk> c;
+  bool missed = false;
+  for (;;) {
+    auto it = im.chunks.find(key);
+    if (it != im.chunks.end()) {
+      c = it->second;
+      ++c->waiters;  // from here on the chunk cannot be evicted under us
+      break;
+    }
+    missed = true;
+    if (im.make_room(alloc, config_.budget_bytes, true)) {
+      c = im.insert(object, index, config_.chunk_size, false);
+      ++c->waiters;
+      lock.unlock();
+      im.start(store_, object, c);
+      lock.lock();
+      break;
+    }
+    im.cv.wait(lock);  // every pin release and every fetch end notifies
+  }
+  if (c->state == ChunkState::fetching) missed = true;
+  im.cv.wait(lock, [&] { return c->state != ChunkState::fetching; });
+  --c->waiters;
+  if (c->state == ChunkState::failed) return c->error;
+  if (priority == Priority::demand) {
+    if (missed) ++im.stats.demand_misses;
+    if (c->by_prefetch && !c->delivered) ++im.stats.prefetch_hits;
+  }
+  c->delivered = true;
+  ++c->pins;
+  im.touch(c.get());
+  const std::byte* data = c->buf;
+  const uint64_t off = c->offset, len = c->length;
+  return make_ref(std::make_shared<Pin>(&im.mu, &im.cv, std::move(c)), data, off, len);
+}
+
+ChunkRef ChunkCache::try_get(const RemoteObject& object, uint64_t index) {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.mu);
+  auto it = im.chunks.find(ChunkKey{object.id, index});
+  if (it == im.chunks.end() || it->second->state != ChunkState::ready) return {};
+  std::shared_ptr<Chunk> c = it->second;
+  c->delivered = true;
+  ++c->pins;
+  im.touch(c.get());
+  const std::byte* data = c->buf;
+  const uint64_t off = c->offset, len = c->length;
+  return make_ref(std::make_shared<Pin>(&im.mu, &im.cv, std::move(c)), data, off, len);
+}
+
+Result<size_t> ChunkCache::read(const RemoteObject& object, uint64_t offset, std::span<std::byte> dst) {
+  if (offset >= object.size || dst.empty()) return size_t{0};
+  const uint64_t end = offset + std::min<uint64_t>(dst.size(), object.size - offset);
+  const uint64_t first = offset / config_.chunk_size;
+  const uint64_t last = (end - 1) / config_.chunk_size;
+  // A read spanning chunks fetches them in parallel instead of one after another.
+  for (uint64_t i = first + 1; i <= last; ++i) prefetch(object, i);
+  uint64_t pos = offset;
+  while (pos < end) {
+    auto ref = get(object, pos / config_.chunk_size, Priority::demand);
+    if (!ref) return ref.error();  // never a short count that hides a failed chunk
+    const uint64_t in = pos - ref->offset();
+    const uint64_t n = std::min(ref->length() - in, end - pos);
+    std::memcpy(dst.data() + (pos - offset), ref->data() + in, n);
+    pos += n;
+  }
+  note_served(end - offset);
+  return static_cast<size_t>(end - offset);
+}
+
+CacheStats ChunkCache::stats() const {
+  std::lock_guard lock(impl_->mu);
+  CacheStats s = impl_->stats;
+  s.resident_bytes = impl_->resident;
+  s.bytes_served = impl_->bytes_served.load(std::memory_order_relaxed);
+  return s;
+}
+
+void ChunkCache::before_fork() { impl_->mu.lock(); }
+void ChunkCache::after_fork_parent() { impl_->mu.unlock(); }
+
+void ChunkCache::after_fork_child() {
+  Impl& im = *impl_;
+  // The forking thread holds the lock (before_fork). The store's threads are gone: a fetching chunk would
+  // never complete, so it is dropped; its callback will never run in this process.
+  std::vector<Chunk*> stuck;
+  for (auto& [k, c] : im.chunks)
+    if (c->state == ChunkState::fetching) stuck.push_back(c.get());
+  for (Chunk* c : stuck) {
+    c->state = ChunkState::failed;
+    c->error = make_error(EIO, "fetch interrupted by fork");
+    im.drop(c);
+  }
+  im.inflight = 0;
+  im.mu.unlock();
+}
+
+}  // namespace mf

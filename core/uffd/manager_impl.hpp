@@ -1,0 +1,126 @@
+// Internals of MappingManager shared by mapping_manager.cpp (the calls the shim makes) and
+// fault_loop.cpp (the fault thread, the filler and the fill helpers). See DESIGN.md "Mappings".
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <vector>
+
+#include "core/uffd/page_bitmap.hpp"
+#include "core/vfs/mappings.hpp"
+
+namespace mf {
+
+// Constants (why: DESIGN.md and the module comment of fault_loop.cpp).
+inline constexpr uint64_t kFaultBlock = 2ull << 20;  // bytes placed per fault: FACTS.md 2 MiB = 1.3 GB/s
+inline constexpr uint64_t kLookahead = 8;            // chunks the filler keeps in flight ahead of itself
+inline constexpr int kFaultFetchAttempts = 3;        // a fault retries a failed chunk before SIGBUS
+inline constexpr size_t kMsgBatch = 64;              // uffd messages read per read(2)
+
+// One managed mapping: [start, start + pages*page) holds object bytes from obj_offset on. Pages from
+// data_pages on lie wholly past EOF and are covered by a SIGBUS memfd mapping (never registered).
+struct Region {
+  Region(uintptr_t s, uint64_t n, uint64_t off, uint64_t data, int p, std::shared_ptr<const RemoteObject> o)
+      : start(s), pages(n), obj_offset(off), data_pages(data), prot(p), object(std::move(o)), filled(n) {
+    filled.set_range(data, n);  // nothing to fill past EOF
+  }
+  const uintptr_t start;
+  const uint64_t pages;
+  const uint64_t obj_offset;
+  const uint64_t data_pages;
+  const int prot;
+  const std::shared_ptr<const RemoteObject> object;
+  PageBitmap filled;
+  // Shared while pages are copied in; exclusive while the range changes (munmap, madvise, mremap, fail).
+  // Copies check `dead` under it, so no copy lands in an address range after it stopped being this region.
+  std::shared_mutex mu;
+  bool dead = false;
+  std::atomic<uint64_t> jump{0};  // page+1 where the filler continues (set by the fault thread)
+  uint64_t cursor = 0;            // filler only
+  bool fill_gave_up = false;      // filler only: a chunk failed; faults still retry it
+};
+
+// A batch of faults inside one block (fault_loop.cpp).
+struct FaultJob {
+  std::shared_ptr<Region> region;
+  uint64_t chunk = 0;
+  uint64_t b0 = 0, b1 = 0;      // block pages to place
+  std::vector<uint64_t> pages;  // faulting pages inside the block
+};
+
+// Threads and fds that do not survive fork: allocated on first map(), leaked in a fork child.
+struct Workers {
+  std::thread fault_thread;
+  std::thread filler_thread;
+  int quit_fd = -1;  // eventfd: the fault thread polls it next to the uffd
+  std::mutex mu;     // guards queue and quit
+  std::condition_variable cv;
+  std::deque<std::weak_ptr<Region>> queue;  // regions with pages left to fill (round robin)
+  bool quit = false;
+};
+
+struct MappingManager::Impl {
+  Impl(ChunkCache& c, UffdSetting s, MapSyscalls y) : cache(c), setting(s), sys(y) {}
+
+  ChunkCache& cache;
+  const UffdSetting setting;
+  const MapSyscalls sys;
+  uint64_t page = 4096;
+  MapMode mode = MapMode::eager;
+  int uffd = -1;
+  bool user_mode_only = false;
+  int sigbus_fd = -1;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access
+
+  std::mutex mu;  // guards regions and workers
+  std::map<uintptr_t, std::shared_ptr<Region>> regions;
+  std::atomic<size_t> region_count{0};
+  Workers* workers = nullptr;
+
+  std::atomic<uint64_t> faults{0}, fault_wait_ns{0}, bytes_mapped{0}, bytes_filled{0}, fault_bytes{0},
+      sigbus_pages{0}, eager_maps{0};
+
+  // mapping_manager.cpp
+  void decide_mode();
+  Result<void> ensure_started();  // caller holds mu
+  Result<void*> map_uffd(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len, int prot, int flags,
+                         uint64_t offset);
+  Result<void*> map_eager(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len, int prot, int flags,
+                          uint64_t offset);
+  std::vector<std::shared_ptr<Region>> overlapping(uintptr_t a, uint64_t len);  // caller holds mu
+  void forget(const std::shared_ptr<Region>& r);                                // caller holds mu
+  void split_around(const std::shared_ptr<Region>& r, uintptr_t a, uint64_t len);  // caller holds mu
+  void enqueue(const std::shared_ptr<Region>& r);
+
+  // fault_loop.cpp
+  void fault_loop();
+  std::vector<FaultJob> plan_faults(const std::vector<uintptr_t>& addrs);
+  void handle_faults(const std::vector<uintptr_t>& addrs);
+  void resolve(FaultJob& job, const ChunkRef& ref);
+  void filler_loop();
+  bool fill_step(Region& r);
+  // Copies pages [p0, p1) of r that are not yet filled, all inside chunk `ref`. Takes r.mu shared.
+  // False when the region is dead or its range is gone.
+  bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1);
+  // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
+  // sigbus_on_failure, the chunk's pages get the SIGBUS mapping and the error is still returned.
+  Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);
+  // Replaces pages [p0, p1) with the SIGBUS mapping and wakes their waiters. Takes r.mu exclusive.
+  void fail_pages(Region& r, uint64_t p0, uint64_t p1, const Error& why);
+  // Pages [c0, c1) of r that lie in chunk k (clipped to the data pages).
+  void chunk_pages(const Region& r, uint64_t k, uint64_t* c0, uint64_t* c1) const;
+  uint64_t chunk_of(const Region& r, uint64_t p) const {
+    return (r.obj_offset + p * page) / cache.config().chunk_size;
+  }
+  uint64_t lookahead() const;
+};
+
+}  // namespace mf

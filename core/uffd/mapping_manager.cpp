@@ -1,0 +1,428 @@
+// MappingManager: the calls the shim makes for mmap of a remote object and for calls on such memory.
+//
+// Modes. uffd: a mapping is private anonymous memory with the requested prot, registered with userfaultfd
+// in MISSING mode; bytes enter it only through UFFDIO_COPY from cache chunks (fault_loop.cpp). Copy-on-write
+// comes free: the app's writes stay in its private pages. A read-only MAP_SHARED mapping is served the same
+// way (nobody can observe the difference for a file that never changes). eager: the anonymous mapping is
+// filled with memcpy before map() returns (uffd disabled or unavailable: seccomp EPERM, ENOSYS); it is then
+// ordinary memory the manager forgets about. Eager needs memory for the whole range up front, so a mapping
+// larger than MemAvailable fails with ENOMEM and a log line instead of inviting the OOM killer.
+//
+// Past EOF. As with a real file: the bytes of the last page past EOF read as zeros, and pages wholly past
+// EOF raise SIGBUS (they are a MAP_SHARED mapping of an empty memfd, never registered).
+//
+// Calls on managed memory. munmap: the real munmap, then the region is split around the hole (the
+// remaining pieces keep their registration, the kernel splits the VMA). madvise(MADV_DONTNEED/FREE/REMOVE):
+// the real call, then the pages' bits are cleared; the next access faults and is refilled. mremap: the
+// region is filled completely, unregistered and forgotten, then the real mremap runs (the result is plain
+// memory with the right bytes; growing it gives zero pages, not file bytes — nobody grows a model mapping).
+// Each takes the region's lock exclusively, so no UFFDIO_COPY is in progress on it and none starts after.
+//
+// Fork. Without UFFD_FEATURE_EVENT_FORK the child's copy of a registered VMA is unregistered and its
+// missing pages would read as zeros; that feature needs CAP_SYS_PTRACE (kernel >= 5.11, verified here:
+// tests/unit/uffd "EVENT_FORK needs privilege"), which an unprivileged process lacks. So before_fork fills
+// every mapping completely (and keeps the manager locked through fork); the child closes the inherited
+// uffd (it belongs to the parent's mm), forgets the regions (its copies are plain, filled memory) and
+// opens a new uffd on its next map().
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+#include "core/uffd/manager_impl.hpp"
+#include "core/uffd/uffd.hpp"
+#include "core/util/checked.hpp"
+#include "core/util/log.hpp"
+
+namespace mf {
+namespace {
+
+// MemAvailable from /proc/meminfo in bytes, 0 when unknown.
+uint64_t mem_available() {
+  FILE* f = std::fopen("/proc/meminfo", "re");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib * 1024;
+}
+
+uint64_t data_pages_of(const RemoteObject& o, uint64_t offset, uint64_t pages, uint64_t page) {
+  if (offset >= o.size) return 0;
+  return std::min(pages, (o.size - offset + page - 1) / page);
+}
+
+void copy_bits(const PageBitmap& src, uint64_t s0, uint64_t s1, PageBitmap& dst, uint64_t d0) {
+  for (uint64_t p = s0; p < s1;) {
+    const uint64_t a = src.find(p, s1, true);
+    if (a == s1) break;
+    const uint64_t b = src.find(a, s1, false);
+    dst.set_range(d0 + (a - s0), d0 + (b - s0));
+    p = b;
+  }
+}
+
+}  // namespace
+
+void MappingManager::Impl::decide_mode() {
+  page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (setting == UffdSetting::off) {
+    MF_INFO("mappings: eager mode (MODELFETCH_UFFD=off): mmap fills the whole range before returning");
+    return;
+  }
+  auto h = uffd::open_uffd();
+  if (!h) {
+    MF_LOG(setting == UffdSetting::on ? LogLevel::warn : LogLevel::info,
+           "mappings: eager mode: userfaultfd is unavailable (%s); mmap fills the whole range before returning",
+           h.error().message.c_str());
+    return;
+  }
+  mode = MapMode::uffd;
+  uffd = h->fd;
+  user_mode_only = h->user_mode_only;
+  MF_INFO("mappings: userfaultfd mode via %s", h->how.c_str());
+}
+
+Result<void> MappingManager::Impl::ensure_started() {
+  if (workers) return {};
+  if (sigbus_fd < 0) sigbus_fd = ::memfd_create("modelfetch-sigbus", MFD_CLOEXEC);
+  if (sigbus_fd < 0) return make_error(errno, std::string("memfd_create: ") + std::strerror(errno));
+  if (uffd < 0) {  // a fork child: the parent's uffd was closed
+    auto h = uffd::open_uffd();
+    if (!h) return h.error();
+    uffd = h->fd;
+    user_mode_only = h->user_mode_only;
+  }
+  auto* w = new Workers;
+  w->quit_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->quit_fd < 0) {
+    delete w;
+    return make_error(errno, std::string("eventfd: ") + std::strerror(errno));
+  }
+  workers = w;
+  // Our threads take no signals meant for the app (its handlers may not expect foreign threads).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  w->fault_thread = std::thread([this] { fault_loop(); });
+  w->filler_thread = std::thread([this] { filler_loop(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return {};
+}
+
+std::vector<std::shared_ptr<Region>> MappingManager::Impl::overlapping(uintptr_t a, uint64_t len) {
+  std::vector<std::shared_ptr<Region>> out;
+  auto it = regions.upper_bound(a);
+  if (it != regions.begin()) --it;
+  for (; it != regions.end() && it->first < a + len; ++it)
+    if (it->first + it->second->pages * page > a) out.push_back(it->second);
+  return out;
+}
+
+void MappingManager::Impl::forget(const std::shared_ptr<Region>& r) {
+  r->dead = true;
+  regions.erase(r->start);
+  region_count.store(regions.size(), std::memory_order_release);
+}
+
+void MappingManager::Impl::split_around(const std::shared_ptr<Region>& r, uintptr_t a, uint64_t len) {
+  const uintptr_t end = r->start + r->pages * page;
+  const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, end);
+  forget(r);
+  if (lo > r->start) {
+    const uint64_t n = (lo - r->start) / page;
+    auto left = std::make_shared<Region>(r->start, n, r->obj_offset, std::min(r->data_pages, n), r->prot, r->object);
+    copy_bits(r->filled, 0, left->data_pages, left->filled, 0);
+    regions[left->start] = left;
+    enqueue(left);
+  }
+  if (hi < end) {
+    const uint64_t q = (hi - r->start) / page;
+    auto right = std::make_shared<Region>(hi, r->pages - q, r->obj_offset + q * page,
+                                          r->data_pages > q ? r->data_pages - q : 0, r->prot, r->object);
+    copy_bits(r->filled, q, q + right->data_pages, right->filled, 0);
+    regions[right->start] = right;
+    enqueue(right);
+  }
+  region_count.store(regions.size(), std::memory_order_release);
+}
+
+void MappingManager::Impl::enqueue(const std::shared_ptr<Region>& r) {
+  if (!workers || r->filled.all()) return;
+  {
+    std::lock_guard lock(workers->mu);
+    workers->queue.push_back(r);
+  }
+  workers->cv.notify_one();
+}
+
+Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len,
+                                             int prot, int flags, uint64_t offset) {
+  std::unique_lock lock(mu);
+  if (auto s = ensure_started(); !s) {
+    lock.unlock();
+    MF_WARN("mappings: cannot start userfaultfd handling (%s): filling this mapping eagerly",
+            s.error().message.c_str());
+    return map_eager(std::move(obj), addr, len, prot, flags, offset);
+  }
+  const int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
+  // MAP_FIXED replaces whatever is there: managed regions in the range stop being managed.
+  std::vector<std::shared_ptr<Region>> replaced;
+  std::vector<std::unique_lock<std::shared_mutex>> held;
+  if (flags & MAP_FIXED) replaced = overlapping(reinterpret_cast<uintptr_t>(addr), len);
+  for (auto& r : replaced) held.emplace_back(r->mu);
+  void* p = sys.mmap(addr, len, prot, mflags, -1, 0);
+  if (p == MAP_FAILED) return make_error(errno, std::string("mmap: ") + std::strerror(errno));
+  for (auto& r : replaced) split_around(r, reinterpret_cast<uintptr_t>(p), len);
+  held.clear();
+  const uint64_t pages = len / page, data = data_pages_of(*obj, offset, pages, page);
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  if (data < pages && sys.mmap(reinterpret_cast<void*>(start + data * page), (pages - data) * page, prot,
+                               MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED) {
+    const int e = errno;
+    sys.munmap(p, len);
+    return make_error(e, std::string("mmap of the past-EOF pages: ") + std::strerror(e));
+  }
+  if (data > 0) {
+    if (auto r = uffd::register_missing(uffd, start, data * page); !r) {
+      sys.munmap(p, len);
+      return r.error();
+    }
+  }
+  auto region = std::make_shared<Region>(start, pages, offset, data, prot, std::move(obj));
+  regions[start] = region;
+  region_count.store(regions.size(), std::memory_order_release);
+  bytes_mapped.fetch_add(len, std::memory_order_relaxed);
+  lock.unlock();
+  enqueue(region);
+  // MAP_POPULATE asks for the pages now; failed chunks become SIGBUS pages, as a real file's would.
+  if (flags & MAP_POPULATE) (void)fill_range(*region, 0, data, true);
+  return p;
+}
+
+Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len,
+                                              int prot, int flags, uint64_t offset) {
+  const uint64_t avail = mem_available();
+  if (avail != 0 && len > avail) {
+    MF_ERROR("%s: cannot map %llu bytes in eager mode: only %llu bytes of memory are available (MemAvailable); "
+             "eager mode copies the whole range up front (userfaultfd mode would not)",
+             obj->path.c_str(), static_cast<unsigned long long>(len), static_cast<unsigned long long>(avail));
+    return make_error(ENOMEM, "not enough memory for an eager mapping");
+  }
+  {
+    std::lock_guard lock(mu);
+    if (sigbus_fd < 0) sigbus_fd = ::memfd_create("modelfetch-sigbus", MFD_CLOEXEC);
+  }
+  const int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
+  void* p = sys.mmap(addr, len, PROT_READ | PROT_WRITE, mflags, -1, 0);
+  if (p == MAP_FAILED) return make_error(errno, std::string("mmap: ") + std::strerror(errno));
+  auto* base = static_cast<std::byte*>(p);
+  const uint64_t pages = len / page, data = data_pages_of(*obj, offset, pages, page);
+  const uint64_t cs = cache.config().chunk_size, end = offset + data * page;
+  const uint64_t la = std::max<uint64_t>(1, lookahead());
+  for (uint64_t o = offset; o < end;) {
+    const uint64_t k = o / cs;
+    for (uint64_t i = 1; i <= la && (k + i) * cs < end; ++i) cache.prefetch(*obj, k + i);
+    auto ref = cache.get(*obj, k, Priority::demand);
+    if (!ref) {
+      MF_ERROR("%s: eager mapping failed at offset %llu: %s", obj->path.c_str(),
+               static_cast<unsigned long long>(o), ref.error().message.c_str());
+      sys.munmap(p, len);
+      return ref.error();
+    }
+    const uint64_t n = std::min((k + 1) * cs, end) - o;  // the chunk buffer is page-padded past EOF
+    std::memcpy(base + (o - offset), ref->data() + (o - ref->offset()), n);
+    cache.note_served(n);
+    o += n;
+  }
+  if (data < pages && (sigbus_fd < 0 || sys.mmap(base + data * page, (pages - data) * page, prot,
+                                                 MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED)) {
+    const int e = errno;
+    sys.munmap(p, len);
+    return make_error(e, "mmap of the past-EOF pages failed");
+  }
+  if (prot != (PROT_READ | PROT_WRITE) && data > 0 && ::mprotect(p, data * page, prot) != 0) {
+    const int e = errno;
+    sys.munmap(p, len);
+    return make_error(e, std::string("mprotect: ") + std::strerror(e));
+  }
+  eager_maps.fetch_add(1, std::memory_order_relaxed);
+  bytes_mapped.fetch_add(len, std::memory_order_relaxed);
+  bytes_filled.fetch_add(data * page, std::memory_order_relaxed);
+  return p;
+}
+
+MappingManager::MappingManager(ChunkCache& cache, UffdSetting setting, MapSyscalls sys)
+    : impl_(std::make_unique<Impl>(cache, setting, sys)) {
+  impl_->decide_mode();
+}
+
+MappingManager::~MappingManager() {
+  Impl& im = *impl_;
+  if (Workers* w = im.workers) {
+    {
+      std::lock_guard lock(w->mu);
+      w->quit = true;
+    }
+    w->cv.notify_all();
+    const uint64_t one = 1;
+    (void)!::write(w->quit_fd, &one, sizeof one);
+    w->fault_thread.join();
+    w->filler_thread.join();
+    ::close(w->quit_fd);
+    delete w;
+  }
+  // Mappings still managed would read zeros once nobody serves their faults: unmap them instead (an access
+  // then gets SIGSEGV). The shim never destroys its manager; tests unmap first.
+  for (auto& [start, r] : im.regions) im.sys.munmap(reinterpret_cast<void*>(start), r->pages * im.page);
+  if (im.uffd >= 0) ::close(im.uffd);
+  if (im.sigbus_fd >= 0) ::close(im.sigbus_fd);
+}
+
+MapMode MappingManager::mode() const { return impl_->mode; }
+
+Result<void*> MappingManager::map(std::shared_ptr<const RemoteObject> object, void* addr, size_t length, int prot,
+                                  int flags, uint64_t offset) {
+  Impl& im = *impl_;
+  if (!object || length == 0 || offset % im.page != 0) return make_error(EINVAL, "mmap: bad length or offset");
+  const int type = flags & MAP_TYPE;
+  if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
+    return make_error(EINVAL, "mmap: neither MAP_PRIVATE nor MAP_SHARED");
+  if (type != MAP_PRIVATE && (prot & PROT_WRITE))  // the file is open read-only, as the kernel would say
+    return make_error(EACCES, "mmap: a writable shared mapping of a read-only remote file");
+  uint64_t len = 0;
+  if (!checked_align_up(length, im.page, &len)) return make_error(ENOMEM, "mmap: length overflows");
+  if (im.mode == MapMode::eager) return im.map_eager(std::move(object), addr, len, prot, flags, offset);
+  return im.map_uffd(std::move(object), addr, len, prot, flags, offset);
+}
+
+bool MappingManager::overlaps(const void* addr, size_t length) const {
+  Impl& im = *impl_;
+  if (im.region_count.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(im.mu);
+  return !im.overlapping(reinterpret_cast<uintptr_t>(addr), std::max<uint64_t>(length, 1)).empty();
+}
+
+bool MappingManager::munmap(void* addr, size_t length, int* rc) {
+  Impl& im = *impl_;
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  uint64_t len = 0;
+  if (im.region_count.load(std::memory_order_acquire) == 0 || a % im.page != 0 || length == 0 ||
+      !checked_align_up(length, im.page, &len))
+    return false;  // libc gives the answer (EINVAL for a bad argument)
+  std::lock_guard lock(im.mu);
+  auto rs = im.overlapping(a, len);
+  if (rs.empty()) return false;
+  std::vector<std::unique_lock<std::shared_mutex>> held;
+  for (auto& r : rs) held.emplace_back(r->mu);
+  *rc = im.sys.munmap(addr, length);
+  if (*rc == 0)
+    for (auto& r : rs) im.split_around(r, a, len);
+  return true;
+}
+
+bool MappingManager::madvise(void* addr, size_t length, int advice, int* rc) {
+  Impl& im = *impl_;
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  uint64_t len = 0;
+  const bool drops = advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE;
+  if (!drops || im.region_count.load(std::memory_order_acquire) == 0 || a % im.page != 0 || length == 0 ||
+      !checked_align_up(length, im.page, &len))
+    return false;
+  std::lock_guard lock(im.mu);
+  auto rs = im.overlapping(a, len);
+  if (rs.empty()) return false;
+  std::vector<std::unique_lock<std::shared_mutex>> held;
+  for (auto& r : rs) held.emplace_back(r->mu);
+  *rc = im.sys.madvise(addr, length, advice);
+  if (*rc == 0)
+    for (auto& r : rs) {
+      const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
+      const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
+      if (p0 < p1) r->filled.clear_range(p0, p1);  // the fault path refills them on the next access
+    }
+  return true;
+}
+
+bool MappingManager::mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr,
+                            void** result) {
+  Impl& im = *impl_;
+  const auto a = reinterpret_cast<uintptr_t>(old_addr);
+  uint64_t len = 0;
+  if (im.region_count.load(std::memory_order_acquire) == 0 || a % im.page != 0 || old_size == 0 ||
+      !checked_align_up(old_size, im.page, &len))
+    return false;
+  std::lock_guard lock(im.mu);
+  auto rs = im.overlapping(a, len);
+  if (rs.empty()) return false;
+  for (auto& r : rs) {
+    (void)im.fill_range(*r, 0, r->data_pages, true);  // failed chunks become SIGBUS pages, never zeros
+    std::unique_lock rl(r->mu);
+    if (r->data_pages > 0) (void)uffd::unregister(im.uffd, r->start, r->data_pages * im.page);
+    im.forget(r);
+  }
+  *result = im.sys.mremap(old_addr, old_size, new_size, flags, new_addr);
+  return true;
+}
+
+Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
+  Impl& im = *impl_;
+  if (im.region_count.load(std::memory_order_acquire) == 0 || length == 0) return {};
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr) & ~(im.page - 1);
+  const uintptr_t e = reinterpret_cast<uintptr_t>(addr) + length;
+  std::vector<std::shared_ptr<Region>> rs;
+  {
+    std::lock_guard lock(im.mu);
+    rs = im.overlapping(a, e - a);
+  }
+  for (auto& r : rs) {
+    const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(e, r->start + r->pages * im.page);
+    const uint64_t p0 = (lo - r->start) / im.page, p1 = (hi - r->start + im.page - 1) / im.page;
+    if (auto res = im.fill_range(*r, p0, p1, false); !res) return res;
+  }
+  return {};
+}
+
+void MappingManager::before_fork() {
+  Impl& im = *impl_;
+  im.mu.lock();  // held until after_fork_*: no mapping appears between the fill and the fork
+  for (auto& [start, r] : im.regions) (void)im.fill_range(*r, 0, r->data_pages, true);
+}
+
+void MappingManager::after_fork_parent() { impl_->mu.unlock(); }
+
+void MappingManager::after_fork_child() {
+  Impl& im = *impl_;
+  // Only this thread exists here. The regions' locks may be held by threads that did not survive, and
+  // Workers owns std::threads that are not joinable in this process: both are leaked on purpose.
+  new std::map<uintptr_t, std::shared_ptr<Region>>(std::move(im.regions));
+  im.regions.clear();
+  im.region_count.store(0, std::memory_order_release);
+  if (im.workers) {
+    ::close(im.workers->quit_fd);
+    im.workers = nullptr;
+  }
+  if (im.uffd >= 0) ::close(im.uffd);  // the parent's context: using it here would act on the parent's mm
+  im.uffd = -1;
+  im.mu.unlock();
+}
+
+MappingStats MappingManager::stats() const {
+  const Impl& im = *impl_;
+  MappingStats s;
+  s.uffd_faults = im.faults.load();
+  s.fault_wait_ns = im.fault_wait_ns.load();
+  s.bytes_mapped = im.bytes_mapped.load();
+  s.bytes_filled = im.bytes_filled.load();
+  s.fault_bytes = im.fault_bytes.load();
+  s.sigbus_pages = im.sigbus_pages.load();
+  s.eager_maps = im.eager_maps.load();
+  return s;
+}
+
+}  // namespace mf

@@ -1,0 +1,51 @@
+// Thin, errno-faithful wrappers over the userfaultfd API (linux/userfaultfd.h). No policy here: which
+// pages to copy and when is the MappingManager's business (core/uffd/mapping_manager.cpp).
+//
+// Opening. The kernel allows a full userfaultfd (one that also handles faults raised by the kernel itself,
+// e.g. read(2) into a missing page) only to a process with CAP_SYS_PTRACE or when
+// vm.unprivileged_userfaultfd=1, or through /dev/userfaultfd when it is accessible. Everyone else gets one
+// only with UFFD_USER_MODE_ONLY (kernel >= 5.11): then a kernel access to a missing page fails with EFAULT
+// instead of faulting, which is why the shim fills pages before handing them to a syscall
+// (MappingManager::fill_for_kernel). open_uffd tries the full kind only where it can succeed, so that an
+// unprivileged process does not log a refused syscall for nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/util/result.hpp"
+
+namespace mf::uffd {
+
+struct Handle {
+  int fd = -1;
+  bool user_mode_only = false;  // kernel accesses to missing pages get EFAULT
+  std::string how;              // for the mode log line
+};
+
+// Opens a non-blocking, close-on-exec userfaultfd and negotiates the API (no extra features: we fill
+// before fork and handle unmap/remap in the hooks, see DESIGN.md). Errors: EPERM (seccomp, policy),
+// ENOSYS (no userfaultfd in the kernel), EINVAL (API mismatch).
+Result<Handle> open_uffd();
+
+// Registers [addr, addr+len) in MISSING mode; fails with ENOTSUP when UFFDIO_COPY is not offered there.
+Result<void> register_missing(int fd, uintptr_t addr, uint64_t len);
+Result<void> unregister(int fd, uintptr_t addr, uint64_t len);
+// Wakes threads blocked on faults in the range (their access is retried). Errors are ignored by callers.
+int wake(int fd, uintptr_t addr, uint64_t len);
+
+enum class CopyStatus { ok, gone, failed };
+struct CopyResult {
+  CopyStatus status = CopyStatus::ok;
+  int err = 0;           // errno when failed
+  uint64_t copied = 0;   // bytes this call placed (pages found present are not counted)
+};
+
+// Copies len bytes (a multiple of the page size) from src (not registered memory) to dst (registered) with
+// UFFDIO_COPY, which also wakes the threads waiting on those pages. Pages already present (EEXIST, or a
+// partial copy reported as EAGAIN with copy > 0) are skipped and count as done: the whole range is present
+// when the status is ok. ENOENT/ESRCH (the range is no longer registered or the mm is gone) -> gone.
+CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint64_t page);
+
+}  // namespace mf::uffd

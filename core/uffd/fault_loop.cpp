@@ -1,23 +1,20 @@
-// The fault thread and the filler: how bytes enter a userfaultfd-registered mapping.
+// The fault thread and the fill helpers: how bytes enter a userfaultfd-registered mapping.
 //
 // Fault thread. Polls {uffd, quit eventfd}; reads up to kMsgBatch (64) messages per read(2) so a burst of
 // faults from many threads costs one wake-up; aligns the addresses to pages, sorts and dedupes them. Each
 // fault is resolved by one UFFDIO_COPY of its block: the kFaultBlock-aligned (2 MiB) extent around the
 // fault, clipped to its chunk and its region. FACTS.md measured 4 KiB per fault at 0.04 GB/s and 2 MiB at
 // 1.3 GB/s here: a fault costs ~85 us of wake-up whatever its size, so it must carry a lot. Not the whole
-// 8 MiB chunk: the faulting thread only resumes when the ioctl returns, and copying 8 MiB takes ~3 ms. Faults
-// whose chunk is resident are resolved first; for the others all chunks are requested at once (prefetch)
-// and then waited for one by one. A failed chunk is retried kFaultFetchAttempts (3) times with a short
-// backoff (the store has already retried each request: this covers a burst of failures); after that the
-// faulting pages are replaced by a SIGBUS mapping (fail_pages), never by zeros. After a fault the filler
-// is told to continue right after the faulting block: demand goes first and the filler follows the reader.
+// 8 MiB chunk: the faulting thread only resumes when the ioctl returns, and copying 8 MiB takes ~3 ms.
 //
-// Filler. One thread walks the queued regions round robin, one chunk per step, in offset order from its
-// cursor (wrapping around once it reaches the end), skipping pages already filled (bitmap). Before it waits
-// for a chunk it asks the cache to prefetch the next kLookahead (8) chunks, which keeps 8 range GETs in
-// flight per mapping (Run:ai's default concurrency for object stores), bounded to half the cache budget so
-// that lookahead never pushes out the chunk being copied. One filler suffices: proactive UFFDIO_COPY
-// measured ~2.9 GB/s on one thread here, faster than the network path.
+// The fault thread never waits for the network. A fault whose chunk is resident (try_get) is resolved at
+// once; for any other the chunk is requested (prefetch) and the fault is parked for the fill workers
+// (filler.cpp), which get() the chunk and resolve it. So a fault on a resident chunk is never stuck behind
+// one whose chunk is still on the wire. Every fault also tells the filler where the reader is
+// (note_fault): demand goes first and the filler follows the reader. A failed chunk is retried
+// kFaultFetchAttempts (3) times by the worker with a short backoff (the store has already retried each
+// request: this covers a burst of failures); after that the faulting pages are replaced by a SIGBUS
+// mapping (fail_pages), never by zeros.
 //
 // The chunk buffers the copies read from are cache memory, never registered memory: no thread of ours
 // ever touches a registered page except through UFFDIO_COPY (a memcpy there would fault into ourselves).
@@ -36,15 +33,12 @@
 #include "core/util/log.hpp"
 
 namespace mf {
-namespace {
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
 }
-
-}  // namespace
 
 uint64_t MappingManager::Impl::lookahead() const {
   const CacheConfig& c = cache.config();
@@ -133,48 +127,6 @@ Result<void> MappingManager::Impl::fill_range(Region& r, uint64_t p0, uint64_t p
   return out;
 }
 
-bool MappingManager::Impl::fill_step(Region& r) {
-  if (r.fill_gave_up) return false;
-  if (const uint64_t j = r.jump.exchange(0)) r.cursor = j - 1;
-  uint64_t p = r.filled.find(std::min(r.cursor, r.data_pages), r.data_pages, false);
-  if (p == r.data_pages) p = r.filled.find(0, r.data_pages, false);
-  if (p == r.data_pages) return false;
-  const uint64_t k = chunk_of(r, p);
-  uint64_t c0, c1;
-  chunk_pages(r, k, &c0, &c1);
-  const uint64_t la = lookahead(), last_chunk = chunk_of(r, r.data_pages - 1);
-  for (uint64_t i = 1; i <= la && k + i <= last_chunk; ++i) cache.prefetch(*r.object, k + i);
-  auto ref = cache.get(*r.object, k, Priority::prefetch);
-  if (!ref) {
-    // Proactive fill stops for this mapping; a fault on these pages retries and, if it fails for good,
-    // raises SIGBUS in the thread that needs them.
-    MF_INFO("%s: background fill stopped at offset %llu: %s", r.object->path.c_str(),
-            static_cast<unsigned long long>(k * cache.config().chunk_size), ref.error().message.c_str());
-    r.fill_gave_up = true;
-    return false;
-  }
-  if (!copy_from_chunk(r, *ref, std::max(c0, p), c1)) return false;
-  r.cursor = c1;
-  return true;
-}
-
-void MappingManager::Impl::filler_loop() {
-  Workers* w = workers;
-  for (;;) {
-    std::shared_ptr<Region> r;
-    {
-      std::unique_lock lock(w->mu);
-      w->cv.wait(lock, [&] { return w->quit || !w->queue.empty(); });
-      if (w->quit) return;
-      r = w->queue.front().lock();
-      w->queue.pop_front();
-    }
-    if (!r || !fill_step(*r)) continue;
-    std::lock_guard lock(w->mu);
-    w->queue.push_back(r);
-  }
-}
-
 // Groups sorted fault pages into jobs (one per block). Regions are looked up under the manager lock.
 std::vector<FaultJob> MappingManager::Impl::plan_faults(const std::vector<uintptr_t>& addrs) {
   MappingManager::Impl& im = *this;
@@ -214,33 +166,37 @@ void MappingManager::Impl::resolve(FaultJob& job, const ChunkRef& ref) {
   // UFFDIO_COPY woke the waiters of the pages it placed; a page found present (EEXIST) or a region that went
   // away needs an explicit wake, so the thread retries its access.
   for (uint64_t p : job.pages) uffd::wake(uffd, r.start + p * page, page);
-  r.jump.store(job.b1 + 1);
-  if (workers) workers->cv.notify_one();
+  fault_wait_ns.fetch_add((now_ns() - job.t0) * job.pages.size(), std::memory_order_relaxed);
 }
 
-void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs) {
+void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs, uint64_t t0) {
   std::vector<FaultJob> jobs = plan_faults(addrs);
-  std::vector<FaultJob*> pending;
+  // Each region's latest fault in this batch (jobs are sorted by address), noted after the demand requests.
+  std::vector<FaultJob> notes;
+  for (size_t i = 0; i < jobs.size(); ++i)
+    if (i + 1 == jobs.size() || jobs[i + 1].region != jobs[i].region)
+      notes.push_back(FaultJob{jobs[i].region, jobs[i].chunk, jobs[i].b0, jobs[i].b1, {}, 0});
+  std::vector<FaultJob> parked;
   for (FaultJob& j : jobs) {
+    j.t0 = t0;
     ChunkRef ref = cache.try_get(*j.region->object, j.chunk);
-    if (ref)
-      resolve(j, ref);
-    else
-      pending.push_back(&j);
-  }
-  for (FaultJob* j : pending) cache.prefetch(*j->region->object, j->chunk);
-  for (FaultJob* j : pending) {
-    Result<ChunkRef> ref = cache.get(*j->region->object, j->chunk, Priority::demand);
-    for (int attempt = 1; !ref && attempt < kFaultFetchAttempts; ++attempt) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
-      ref = cache.get(*j->region->object, j->chunk, Priority::demand);
-    }
     if (ref) {
-      resolve(*j, *ref);
+      resolve(j, ref);
       continue;
     }
-    for (uint64_t p : j->pages) fail_pages(*j->region, p, p + 1, ref.error());
+    cache.prefetch(*j.region->object, j.chunk);  // demand chunks are requested before any lookahead
+    parked.push_back(std::move(j));
   }
+  if (!parked.empty()) {
+    parked_faults.fetch_add(parked.size(), std::memory_order_relaxed);
+    {
+      std::lock_guard lock(workers->mu);
+      for (FaultJob& j : parked) workers->parked.push_back(std::move(j));
+    }
+    workers->cv.notify_all();
+  }
+  // After the demand requests: move each region's filler to its latest fault and prefetch ahead of it.
+  for (const FaultJob& n : notes) note_fault(n.region, n.b0, n.b1);
 }
 
 void MappingManager::Impl::fault_loop() {
@@ -267,10 +223,8 @@ void MappingManager::Impl::fault_loop() {
       if (msgs[i].event == UFFD_EVENT_PAGEFAULT) addrs.push_back(msgs[i].arg.pagefault.address & ~(page - 1));
     std::sort(addrs.begin(), addrs.end());
     addrs.erase(std::unique(addrs.begin(), addrs.end()), addrs.end());
-    handle_faults(addrs);
-    const uint64_t n = static_cast<uint64_t>(got) / sizeof(uffd_msg);
-    faults.fetch_add(n, std::memory_order_relaxed);
-    fault_wait_ns.fetch_add((now_ns() - t0) * n, std::memory_order_relaxed);
+    faults.fetch_add(static_cast<uint64_t>(got) / sizeof(uffd_msg), std::memory_order_relaxed);
+    handle_faults(addrs, t0);
   }
 }
 

@@ -1,5 +1,6 @@
-// Internals of MappingManager shared by mapping_manager.cpp (the calls the shim makes) and
-// fault_loop.cpp (the fault thread, the filler and the fill helpers). See DESIGN.md "Mappings".
+// Internals of MappingManager shared by mapping_manager.cpp (the calls the shim makes), fault_loop.cpp
+// (the fault thread and the fill helpers) and filler.cpp (the fill workers: parked faults, the fill window,
+// order hints). See DESIGN.md "Chunk cache and mappings".
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/uffd/page_bitmap.hpp"
@@ -25,6 +27,8 @@ inline constexpr uint64_t kFaultBlock = 2ull << 20;  // bytes placed per fault: 
 inline constexpr uint64_t kLookahead = 8;            // chunks the filler keeps in flight ahead of itself
 inline constexpr int kFaultFetchAttempts = 3;        // a fault retries a failed chunk before SIGBUS
 inline constexpr size_t kMsgBatch = 64;              // uffd messages read per read(2)
+inline constexpr int kFillWorkers = 3;               // threads serving parked faults and proactive fill
+inline constexpr unsigned kWindowMaxShift = 40;      // the fill window doubles per fault up to this shift
 
 // One managed mapping: [start, start + pages*page) holds object bytes from obj_offset on. Pages from
 // data_pages on lie wholly past EOF and are covered by a SIGBUS memfd mapping (never registered).
@@ -44,9 +48,25 @@ struct Region {
   // Copies check `dead` under it, so no copy lands in an address range after it stopped being this region.
   std::shared_mutex mu;
   bool dead = false;
-  std::atomic<uint64_t> jump{0};  // page+1 where the filler continues (set by the fault thread)
-  uint64_t cursor = 0;            // filler only
-  bool fill_gave_up = false;      // filler only: a chunk failed; faults still retry it
+  // Fill window (filler.cpp): nothing is filled proactively before the first fault; each fault sets
+  // where the filler continues and how far ahead of that fault it may go (a window doubling per fault).
+  std::atomic<uint32_t> nfaults{0};  // faults (blocks) and fill_for_kernel calls seen in this region
+  std::atomic<uint64_t> jump{0};     // page+1 where the filler continues (offset order)
+  std::atomic<uint64_t> limit{0};    // the filler fills pages below this one (offset order)
+  std::atomic<uint64_t> hjump{0};    // hint position+1 where the filler continues (hint order)
+  std::atomic<uint64_t> hlimit{0};   // the filler fills hint positions below this one
+  std::atomic<bool> wrap{false};     // the window covers the whole mapping: fill all of it, wrapping around
+  std::atomic<uint64_t> epoch{0};    // bumped by every fault: a region with new work is queued again
+  std::atomic<bool> queued{false};   // in Workers::queue (or being stepped by a worker)
+  std::atomic<uint64_t> cursor{0};   // written by the one worker stepping the region; read by splits
+  uint64_t hcursor = 0;              // filler only
+  bool fill_gave_up = false;         // filler only: a chunk failed; faults still retry it
+};
+
+// A chunk order given by a planner (MappingManager::hint_order): order[i] is filled i-th.
+struct FillHint {
+  std::vector<uint64_t> order;
+  std::unordered_map<uint64_t, uint64_t> pos;  // chunk -> first position in order
 };
 
 // A batch of faults inside one block (fault_loop.cpp).
@@ -55,18 +75,23 @@ struct FaultJob {
   uint64_t chunk = 0;
   uint64_t b0 = 0, b1 = 0;      // block pages to place
   std::vector<uint64_t> pages;  // faulting pages inside the block
+  uint64_t t0 = 0;              // when the fault thread read the messages (steady clock, ns)
 };
 
 // Threads and fds that do not survive fork: allocated on first map(), leaked in a fork child.
 struct Workers {
   std::thread fault_thread;
-  std::thread filler_thread;
+  std::vector<std::thread> fill_threads;  // kFillWorkers
   int quit_fd = -1;  // eventfd: the fault thread polls it next to the uffd
-  std::mutex mu;     // guards queue and quit
+  std::mutex mu;     // guards parked, queue, fill_busy and quit
   std::condition_variable cv;
-  std::deque<std::weak_ptr<Region>> queue;  // regions with pages left to fill (round robin)
+  std::deque<FaultJob> parked;              // faults whose chunk was not resident: served first
+  std::deque<std::weak_ptr<Region>> queue;  // regions with fill work (round robin, one chunk per step)
+  int fill_busy = 0;                        // workers in a fill step (at most kFillWorkers - 1)
   bool quit = false;
 };
+
+uint64_t now_ns();  // steady clock
 
 struct MappingManager::Impl {
   Impl(ChunkCache& c, UffdSetting s, MapSyscalls y) : cache(c), setting(s), sys(y) {}
@@ -84,9 +109,11 @@ struct MappingManager::Impl {
   std::map<uintptr_t, std::shared_ptr<Region>> regions;
   std::atomic<size_t> region_count{0};
   Workers* workers = nullptr;
+  std::mutex hint_mu;  // guards hints
+  std::unordered_map<uint32_t, std::shared_ptr<const FillHint>> hints;  // by RemoteObject id
 
   std::atomic<uint64_t> faults{0}, fault_wait_ns{0}, bytes_mapped{0}, bytes_filled{0}, fault_bytes{0},
-      sigbus_pages{0}, eager_maps{0};
+      sigbus_pages{0}, eager_maps{0}, parked_faults{0};
 
   // mapping_manager.cpp
   void decide_mode();
@@ -103,10 +130,20 @@ struct MappingManager::Impl {
   // fault_loop.cpp
   void fault_loop();
   std::vector<FaultJob> plan_faults(const std::vector<uintptr_t>& addrs);
-  void handle_faults(const std::vector<uintptr_t>& addrs);
+  void handle_faults(const std::vector<uintptr_t>& addrs, uint64_t t0);
   void resolve(FaultJob& job, const ChunkRef& ref);
-  void filler_loop();
-  bool fill_step(Region& r);
+
+  // filler.cpp
+  void worker_loop();
+  void serve_parked(FaultJob& job);
+  // A fault (or fill_for_kernel) on pages [b0, b1) of r: moves the filler there, widens the window,
+  // queues the region and prefetches the chunks ahead of the fault.
+  void note_fault(const std::shared_ptr<Region>& r, uint64_t b0, uint64_t b1);
+  bool fill_step(Region& r);  // fills one chunk; false when the region has no work inside its window
+  bool next_target(Region& r, const FillHint* hint, uint64_t* k, uint64_t* p0, uint64_t* p1, uint64_t* hpos);
+  void prefetch_after(const Region& r, const FillHint* hint, uint64_t k, uint64_t hpos, uint64_t n);
+  std::shared_ptr<const FillHint> hint_for(uint32_t id);
+  uint64_t window_pages(uint32_t nfaults) const;
   // Copies pages [p0, p1) of r that are not yet filled, all inside chunk `ref`. Takes r.mu shared.
   // False when the region is dead or its range is gone.
   bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1);

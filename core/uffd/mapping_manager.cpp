@@ -57,6 +57,16 @@ uint64_t data_pages_of(const RemoteObject& o, uint64_t offset, uint64_t pages, u
   return std::min(pages, (o.size - offset + page - 1) / page);
 }
 
+// A piece of r starting at r's page q keeps r's fill window (a region never faulted stays lazy).
+void inherit_window(const Region& r, Region& piece, uint64_t q) {
+  piece.nfaults.store(r.nfaults.load());
+  piece.wrap.store(r.wrap.load());
+  const uint64_t lim = r.limit.load();
+  piece.limit.store(std::min(piece.data_pages, lim > q ? lim - q : 0));
+  const uint64_t c = r.cursor.load(), cur = c > q ? c - q : 0;
+  piece.jump.store(std::min(piece.data_pages, cur) + 1);
+}
+
 void copy_bits(const PageBitmap& src, uint64_t s0, uint64_t s1, PageBitmap& dst, uint64_t d0) {
   for (uint64_t p = s0; p < s1;) {
     const uint64_t a = src.find(p, s1, true);
@@ -110,7 +120,7 @@ Result<void> MappingManager::Impl::ensure_started() {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   w->fault_thread = std::thread([this] { fault_loop(); });
-  w->filler_thread = std::thread([this] { filler_loop(); });
+  for (int i = 0; i < kFillWorkers; ++i) w->fill_threads.emplace_back([this] { worker_loop(); });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return {};
 }
@@ -138,27 +148,29 @@ void MappingManager::Impl::split_around(const std::shared_ptr<Region>& r, uintpt
     const uint64_t n = (lo - r->start) / page;
     auto left = std::make_shared<Region>(r->start, n, r->obj_offset, std::min(r->data_pages, n), r->prot, r->object);
     copy_bits(r->filled, 0, left->data_pages, left->filled, 0);
+    inherit_window(*r, *left, 0);
     regions[left->start] = left;
-    enqueue(left);
+    if (left->nfaults.load() > 0) enqueue(left);
   }
   if (hi < end) {
     const uint64_t q = (hi - r->start) / page;
     auto right = std::make_shared<Region>(hi, r->pages - q, r->obj_offset + q * page,
                                           r->data_pages > q ? r->data_pages - q : 0, r->prot, r->object);
     copy_bits(r->filled, q, q + right->data_pages, right->filled, 0);
+    inherit_window(*r, *right, q);
     regions[right->start] = right;
-    enqueue(right);
+    if (right->nfaults.load() > 0) enqueue(right);
   }
   region_count.store(regions.size(), std::memory_order_release);
 }
 
 void MappingManager::Impl::enqueue(const std::shared_ptr<Region>& r) {
-  if (!workers || r->filled.all()) return;
+  if (!workers || r->filled.all() || r->queued.exchange(true)) return;
   {
     std::lock_guard lock(workers->mu);
     workers->queue.push_back(r);
   }
-  workers->cv.notify_one();
+  workers->cv.notify_all();  // the workers' wait predicate differs by fill_busy: wake them all
 }
 
 Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len,
@@ -199,7 +211,7 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   region_count.store(regions.size(), std::memory_order_release);
   bytes_mapped.fetch_add(len, std::memory_order_relaxed);
   lock.unlock();
-  enqueue(region);
+  // Nothing is fetched or copied until the first fault (filler.cpp: lazy fill window).
   // MAP_POPULATE asks for the pages now; failed chunks become SIGBUS pages, as a real file's would.
   if (flags & MAP_POPULATE) (void)fill_range(*region, 0, data, true);
   return p;
@@ -273,7 +285,7 @@ MappingManager::~MappingManager() {
     const uint64_t one = 1;
     (void)!::write(w->quit_fd, &one, sizeof one);
     w->fault_thread.join();
-    w->filler_thread.join();
+    for (auto& t : w->fill_threads) t.join();
     ::close(w->quit_fd);
     delete w;
   }
@@ -383,6 +395,7 @@ Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
   for (auto& r : rs) {
     const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(e, r->start + r->pages * im.page);
     const uint64_t p0 = (lo - r->start) / im.page, p1 = (hi - r->start + im.page - 1) / im.page;
+    if (p0 < std::min(p1, r->data_pages)) im.note_fault(r, p0, std::min(p1, r->data_pages));  // a use, like a fault
     if (auto res = im.fill_range(*r, p0, p1, false); !res) return res;
   }
   return {};
@@ -412,6 +425,22 @@ void MappingManager::after_fork_child() {
   im.mu.unlock();
 }
 
+void MappingManager::hint_order(const RemoteObject& object, std::vector<uint64_t> chunk_indices) {
+  Impl& im = *impl_;
+  std::shared_ptr<FillHint> h;
+  if (!chunk_indices.empty()) {
+    h = std::make_shared<FillHint>();
+    const uint64_t n = im.cache.chunk_count(object);
+    for (uint64_t k : chunk_indices)
+      if (k < n && h->pos.emplace(k, h->order.size()).second) h->order.push_back(k);  // first mention wins
+  }
+  std::lock_guard lock(im.hint_mu);
+  if (h && !h->order.empty())
+    im.hints[object.id] = std::move(h);
+  else
+    im.hints.erase(object.id);
+}
+
 MappingStats MappingManager::stats() const {
   const Impl& im = *impl_;
   MappingStats s;
@@ -422,6 +451,7 @@ MappingStats MappingManager::stats() const {
   s.fault_bytes = im.fault_bytes.load();
   s.sigbus_pages = im.sigbus_pages.load();
   s.eager_maps = im.eager_maps.load();
+  s.parked_faults = im.parked_faults.load();
   return s;
 }
 

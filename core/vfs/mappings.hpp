@@ -1,7 +1,7 @@
 // MappingManager: mmap of a remote object. Implemented in core/uffd/ (mapping_manager.cpp: modes, calls
 // on managed memory, fork; fault_loop.cpp: the fault thread and the filler), built into mf_uffd_lib. In uffd mode a mapping is private anonymous memory registered with userfaultfd
 // (UFFD_USER_MODE_ONLY unless privileged) and filled with UFFDIO_COPY from the ChunkCache, in large batches
-// and ahead of the reader; in eager mode the whole range is filled with parallel reads before mmap returns.
+// and ahead of the reader once it has faulted (filler.cpp); in eager mode the whole range is filled with parallel reads before mmap returns.
 // The shim calls these from its hooks; everything here is also testable without LD_PRELOAD.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/cache/chunk_cache.hpp"
 #include "core/util/result.hpp"
@@ -30,6 +31,7 @@ struct MappingStats {
   uint64_t fault_bytes = 0;    // bytes of the blocks the fault thread placed for faults
   uint64_t sigbus_pages = 0;   // pages replaced by a SIGBUS mapping because their chunk failed for good
   uint64_t eager_maps = 0;     // mappings filled eagerly
+  uint64_t parked_faults = 0;  // fault blocks whose chunk was not resident (served by a fill worker)
 };
 
 // Real libc entry points the manager must use (the shim passes its real_* table; tests pass libc's).
@@ -74,6 +76,13 @@ class MappingManager {
   void before_fork();
   void after_fork_parent();
   void after_fork_child();
+
+  // Planner hook: the order (chunk indices of `object`, ChunkCache::config().chunk_size each) in which
+  // the program will read it, e.g. from a safetensors header and the loader's tensor order. Once a mapping
+  // of the object has faulted, the filler fills and prefetches its chunks in this order from the latest
+  // fault's chunk on, then the rest in offset order. Duplicates and indices past the end are dropped; an
+  // empty vector removes the hint. Untouched mappings stay untouched.
+  void hint_order(const RemoteObject& object, std::vector<uint64_t> chunk_indices);
 
   MappingStats stats() const;
 

@@ -62,26 +62,26 @@ void MappingManager::Impl::note_fault(const std::shared_ptr<Region>& rp, uint64_
   if (r.data_pages == 0) return;
   const uint64_t w = window_pages(r.nfaults.fetch_add(1) + 1);
   if (w >= r.data_pages) r.wrap.store(true);
-  const uint64_t limit = std::min(r.data_pages, b1 + w);
-  r.limit.store(limit);
-  r.jump.store(b1 + 1);
   const uint64_t k = chunk_of(r, b0), cs = cache.config().chunk_size;
   const uint64_t wchunks = (w * page + cs - 1) / cs;
   auto hint = hint_for(r.object->id);
-  uint64_t hpos = 0;
+  uint64_t hpos = 0, limit = std::min(r.data_pages, b1 + w);
   if (hint) {
     if (auto it = hint->pos.find(k); it != hint->pos.end()) {
       hpos = it->second;
       r.hjump.store(hpos + 1);  // the fault's own chunk first: the rest of it beyond the block
       r.hlimit.store(std::min<uint64_t>(hint->order.size(), hpos + 1 + wchunks));
+      limit = b1;  // the window is spent in hint order, not also in offset order
     } else {
       hint = nullptr;  // a fault outside the planned order: readahead in offset order
     }
   }
+  r.limit.store(limit);
+  r.jump.store(b1 + 1);
   r.epoch.fetch_add(1);
   enqueue(rp);
   // Cache lookahead from the fault: as far as the window reaches plus one chunk, at most lookahead().
-  const uint64_t reach = hint ? wchunks + 1 : chunk_of(r, limit - 1) + 1 - k;
+  const uint64_t reach = hint ? wchunks + 1 : chunk_of(r, std::max(limit, b1) - 1) + 1 - k;
   prefetch_after(r, hint.get(), k, hpos, std::min(reach, lookahead()));
 }
 
@@ -134,7 +134,13 @@ bool MappingManager::Impl::fill_step(Region& r) {
   uint64_t k = 0, p0 = 0, p1 = 0, hpos = kNoPos;
   if (!next_target(r, hint.get(), &k, &p0, &p1, &hpos)) return false;
   const bool in_hint = hpos != kNoPos;
-  prefetch_after(r, in_hint ? hint.get() : nullptr, k, hpos, lookahead());
+  // Lookahead as far as the window reaches plus one chunk (all of lookahead() once the window is whole).
+  uint64_t reach = lookahead();
+  if (!r.wrap.load()) {
+    const uint64_t lim = std::max(r.limit.load(), p1);
+    reach = in_hint ? r.hlimit.load() - std::min(r.hlimit.load(), hpos) : chunk_of(r, lim - 1) + 1 - k;
+  }
+  prefetch_after(r, in_hint ? hint.get() : nullptr, k, hpos, std::min(reach, lookahead()));
   auto ref = cache.get(*r.object, k, Priority::prefetch);
   if (!ref) {
     // Proactive fill stops for this mapping; a fault on these pages retries and, if it fails for good,

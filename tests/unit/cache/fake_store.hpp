@@ -62,6 +62,15 @@ class FakeStore : public ObjectStore {
   std::function<std::optional<Error>(const RangeRequest&)> fail_hook;  // set before use, not while reading
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> failures{0};
+  // A shared link of this many bytes per second (0 = unlimited): each request also occupies the link for
+  // length / rate, serialised with the others, on top of delay_us (the per-request latency).
+  std::atomic<uint64_t> bytes_per_sec{0};
+
+  // Offsets of the requests in the order read_async received them.
+  std::vector<uint64_t> request_log() {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
 
   Result<ObjectInfo> stat(std::string_view key) override {
     std::lock_guard lock(mu_);
@@ -80,6 +89,7 @@ class FakeStore : public ObjectStore {
     requests.fetch_add(1);
     {
       std::lock_guard lock(mu_);
+      log_.push_back(request.offset);
       queue_.emplace_back(std::move(request), std::move(done));
     }
     cv_.notify_one();
@@ -114,7 +124,14 @@ class FakeStore : public ObjectStore {
         job = std::move(queue_.front());
         queue_.pop_front();
       }
-      if (int d = delay_us.load()) std::this_thread::sleep_for(std::chrono::microseconds(d));
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(delay_us.load());
+      if (const uint64_t bw = bytes_per_sec.load()) {
+        std::lock_guard lock(mu_);
+        const auto now = std::chrono::steady_clock::now();
+        link_free_ = std::max(link_free_, now) + std::chrono::nanoseconds(job.first.length * 1000000000ull / bw);
+        until = std::max(until, link_free_);
+      }
+      std::this_thread::sleep_until(until);
       Result<void> r = serve(job.first);
       if (!r) failures.fetch_add(1);
       job.second(std::move(r));
@@ -125,6 +142,8 @@ class FakeStore : public ObjectStore {
   std::condition_variable cv_;
   std::map<std::string, Obj> objects_;
   std::deque<std::pair<RangeRequest, ReadCallback>> queue_;
+  std::vector<uint64_t> log_;
+  std::chrono::steady_clock::time_point link_free_{};
   bool quit_ = false;
   std::vector<std::thread> workers_;
 };

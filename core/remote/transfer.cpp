@@ -199,6 +199,8 @@ std::string Transfer::failure_message(const AttemptOutcome& o, int error) const 
     msg += "HTTP " + std::to_string(o.http_status);
     S3ErrorBody e = parse_error_body(body);
     if (!e.code.empty()) msg += " " + e.code;
+    if (e.code.empty() && (o.http_status == 401 || o.http_status == 403)) msg += " (access denied: check the credentials)";
+    if (e.code.empty() && o.http_status == 404) msg += " (no such object)";
     if (o.body_mismatch) msg += " with a short body or a wrong Content-Range";
     if (error == ESTALE) msg += " (the object changed: ETag no longer matches)";
     if (error == EINVAL && o.http_status == 416) msg += " (range past the end of the object)";

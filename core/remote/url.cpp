@@ -48,8 +48,12 @@ bool valid_authority(std::string_view a) {
   if (host.empty()) return false;
   if (colon != std::string_view::npos || !port.empty()) {
     if (port.empty() || port.size() > 5) return false;
-    for (char c : port)
+    unsigned n = 0;
+    for (char c : port) {
       if (c < '0' || c > '9') return false;
+      n = n * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (n == 0 || n > 65535) return false;
   }
   for (char c : host)
     if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == 0x7f) return false;

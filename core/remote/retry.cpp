@@ -50,6 +50,9 @@ RetryDecision decide_retry(const RetryPolicy& policy, uint32_t attempt, const At
   if (o.curl_code != 0) {
     transient = curl_code_retryable(o.curl_code);
     d.error = o.curl_code == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EIO;
+  } else if (o.http_status >= 200 && o.http_status < 300 && o.etag_mismatch) {
+    transient = false;
+    d.error = ESTALE;
   } else if (o.http_status >= 200 && o.http_status < 300) {
     if (!o.body_mismatch) {
       d.kind = RetryDecision::Kind::success;

@@ -3,7 +3,9 @@
 //
 // Retried (transient): curl connection errors, timeouts (including the low-speed abort), resets, empty
 // replies; HTTP 408, 429, 5xx (503 SlowDown included); a body that is short or whose Content-Range is not
-// the requested range. Not retried: 401/403 → EACCES, 404 → ENOENT, 412 → ESTALE (If-Match failed: the object
+// the requested range. Not retried: a 2xx whose ETag differs from the If-Match value → ESTALE (some servers,
+// s3rver among them, ignore If-Match; checking the response's ETag catches a replaced object anyway),
+// 401/403 → EACCES, 404 → ENOENT, 412 → ESTALE (If-Match failed: the object
 // was replaced), 416 → EINVAL (range past the end), other 4xx → EIO, TLS certificate problems → EIO.
 //
 // Delay: "full jitter" (AWS Architecture Blog, "Exponential Backoff and Jitter"): uniform in
@@ -26,6 +28,7 @@ struct AttemptOutcome {
   int curl_code = 0;                      // a CURLcode; 0 = the exchange completed
   long http_status = 0;                   // 0 when no response
   bool body_mismatch = false;             // short body or wrong Content-Range on a 2xx
+  bool etag_mismatch = false;             // a 2xx whose ETag is not the If-Match one (server ignored If-Match)
   std::optional<uint64_t> retry_after_s;  // from a Retry-After header in seconds
 };
 

@@ -173,6 +173,10 @@ AttemptOutcome Transfer::outcome(CURLcode code) const {
     o.body_mismatch = true;
   }
   if (o.curl_code != 0 || status < 200 || status >= 300) return o;
+  if (!if_match.empty() && !etag.empty()) {
+    auto strong = [](std::string_view e) { return e.starts_with("W/") ? e.substr(2) : e; };
+    o.etag_mismatch = strong(etag) != strong(if_match);
+  }
   if (kind == Kind::get) {
     bool ok = received == length;
     if (ok && status == 206) {
@@ -202,6 +206,7 @@ std::string Transfer::failure_message(const AttemptOutcome& o, int error) const 
     if (e.code.empty() && (o.http_status == 401 || o.http_status == 403)) msg += " (access denied: check the credentials)";
     if (e.code.empty() && o.http_status == 404) msg += " (no such object)";
     if (o.body_mismatch) msg += " with a short body or a wrong Content-Range";
+    if (o.etag_mismatch) msg += " with a different ETag";
     if (error == ESTALE) msg += " (the object changed: ETag no longer matches)";
     if (error == EINVAL && o.http_status == 416) msg += " (range past the end of the object)";
   }

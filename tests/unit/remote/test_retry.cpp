@@ -113,3 +113,11 @@ TEST_CASE("parse_retry_after") {
   CHECK_FALSE(p("").has_value());
   CHECK_FALSE(p("-1").has_value());
 }
+
+TEST_CASE("a 2xx with another ETag (If-Match ignored by the server) is ESTALE, not retried") {
+  AttemptOutcome o = http(206);
+  o.etag_mismatch = true;
+  RetryDecision d = decide_retry(RetryPolicy{}, 0, o, 0);
+  CHECK(d.kind == Kind::fail);
+  CHECK(d.error == ESTALE);
+}

@@ -60,7 +60,9 @@ mf_start_s3() {
   local work=$1
   mkdir -p "$work/s3data"
   rm -f "$work/s3.port"
-  node "$MF_ROOT/scripts/s3rver/serve.js" --dir "$work/s3data" --port-file "$work/s3.port" \
+  # --openssl-legacy-provider: s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only
+  # offers through its legacy provider (without it, a listing's second page answers HTTP 500).
+  node --openssl-legacy-provider "$MF_ROOT/scripts/s3rver/serve.js" --dir "$work/s3data" --port-file "$work/s3.port" \
     --bucket "$MF_S3_BUCKET" --key "$MF_S3_KEY" --secret "$MF_S3_SECRET" 2>"$work/s3rver.log" &
   MF_S3_PID=$!
   trap 'mf_stop_s3' EXIT

@@ -3,6 +3,7 @@
 // entry so every fd of one description shares the OpenFile, and the offset stays in the kernel.
 #include <fcntl.h>
 #include <stdarg.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "shim/shim.hpp"
@@ -43,6 +44,8 @@ int cookie_seek(void* cookie, off64_t* pos, int whence) {
 }
 int cookie_close(void* cookie) { return ::close(static_cast<int>(reinterpret_cast<intptr_t>(cookie))); }
 
+FILE* cookie_file(int fd);
+
 FILE* fopen_any(const char* path, const char* mode) {
   Vfs* v = active();
   if (!v) return real.fopen(path, mode);
@@ -56,6 +59,10 @@ FILE* fopen_any(const char* path, const char* mode) {
   }
   int fd = open_mounted(v, *p, flags);
   if (fd < 0) return nullptr;
+  return cookie_file(fd);
+}
+
+FILE* cookie_file(int fd) {
   FILE* f = fopencookie(reinterpret_cast<void*>(static_cast<intptr_t>(fd)), "r",
                         cookie_io_functions_t{cookie_read, nullptr, cookie_seek, cookie_close});
   if (!f) {
@@ -127,6 +134,13 @@ MF_EXPORT int creat64(const char* path, mode_t mode) {
 }
 MF_EXPORT FILE* fopen(const char* path, const char* mode) { return fopen_any(path, mode); }
 MF_EXPORT FILE* fopen64(const char* path, const char* mode) { return fopen_any(path, mode); }
+// numpy.fromfile dups the fd of a Python file and fdopen()s it.
+MF_EXPORT FILE* fdopen(int fd, const char* mode) {
+  Vfs* v = active();
+  if (!v || !v->maybe_virtual(fd)) return real.fdopen(fd, mode);
+  if (strpbrk(mode, "wa+")) return (errno = EINVAL), nullptr;  // the fd is read-only
+  return cookie_file(fd);
+}
 
 MF_EXPORT int close(int fd) {
   Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too

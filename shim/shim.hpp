@@ -46,6 +46,7 @@ namespace mf::shim {
   X(open, int, const char*, int, ...)                                                \
   X(openat, int, int, const char*, int, ...)                                         \
   X(fopen, FILE*, const char*, const char*)                                          \
+  X(fdopen, FILE*, int, const char*)                                                 \
   X(close, int, int)                                                                 \
   X(close_range, int, unsigned, unsigned, int)                                       \
   X(dup, int, int)                                                                   \

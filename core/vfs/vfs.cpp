@@ -59,7 +59,7 @@ std::optional<MountedPath> Vfs::match(std::string_view abs_path) const {
   for (size_t i = 0; i < config_.mounts.size(); ++i) {
     if (auto rel = path_below(out.path, config_.mounts[i].path)) {
       out.mount = i;
-      out.rel = *rel;
+      out.rel_pos = out.path.size() - rel->size();
       return out;
     }
   }
@@ -104,14 +104,14 @@ struct stat Vfs::stat_of(const std::string& path, const Node& node) const {
 
 Result<struct stat> Vfs::stat(const MountedPath& p) {
   ensure_engine();
-  auto node = tree_.lookup(key_bases_[p.mount], p.rel);
+  auto node = tree_.lookup(key_bases_[p.mount], p.rel());
   if (!node) return node.error();
   return stat_of(p.path, *node);
 }
 
 Result<std::vector<DirEntry>> Vfs::list_dir(const MountedPath& p) {
   ensure_engine();
-  return tree_.list(key_bases_[p.mount], p.rel);
+  return tree_.list(key_bases_[p.mount], p.rel());
 }
 
 std::shared_ptr<const RemoteObject> Vfs::object_for(const std::string& path, const Node& node) {
@@ -141,7 +141,7 @@ Result<std::shared_ptr<OpenFile>> Vfs::make_open_file(const MountedPath& p, cons
 Result<int> Vfs::open(const MountedPath& p, int flags) {
   ensure_engine();
   const int acc = flags & O_ACCMODE;
-  auto node = tree_.lookup(key_bases_[p.mount], p.rel);
+  auto node = tree_.lookup(key_bases_[p.mount], p.rel());
   if (!node) {
     if (node.error().code == ENOENT && (flags & O_CREAT)) return make_error(EROFS, "read-only mount");
     return node.error();

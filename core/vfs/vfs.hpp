@@ -49,7 +49,10 @@ uint64_t fake_ino(std::string_view path);
 struct MountedPath {
   std::string path;      // normalised absolute local path
   size_t mount = 0;      // index into config().mounts
-  std::string_view rel;  // below the mount (a view into path)
+  size_t rel_pos = 0;    // where the part below the mount starts in path (path.size() for the mount itself)
+  // The part below the mount ("" for the mount itself). An offset, not a stored view: a view into `path`
+  // would dangle when a MountedPath with a short (SSO) path is copied or moved.
+  std::string_view rel() const { return std::string_view(path).substr(rel_pos); }
 };
 
 class Vfs {

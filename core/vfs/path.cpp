@@ -51,7 +51,7 @@ bool needs_normalising(std::string_view path) {
   return !path.empty() && path.size() > 1 && path.back() == '/';
 }
 
-Result<RemoteUrl> split_remote(std::string_view url) {
+Result<MountRemote> split_remote(std::string_view url) {
   size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return make_error(EINVAL, "no scheme");
   std::string_view scheme = url.substr(0, scheme_end);
@@ -61,7 +61,7 @@ Result<RemoteUrl> split_remote(std::string_view url) {
   std::string_view authority = rest.substr(0, slash);
   if (authority.empty()) return make_error(EINVAL, "empty bucket or host");
   if (rest.find_first_of("?#") != std::string_view::npos) return make_error(EINVAL, "query or fragment");
-  RemoteUrl out;
+  MountRemote out;
   out.store = std::string(url.substr(0, scheme_end + 3 + authority.size()));
   if (slash != std::string_view::npos) {
     std::string norm = normalize_path(rest.substr(slash));  // "/a/b" or "/"

@@ -26,10 +26,10 @@ bool needs_normalising(std::string_view path);
 // s3://bucket/pre/fix  -> store "s3://bucket",       prefix "pre/fix/"
 // https://host/a/b     -> store "https://host",      prefix "a/b/"
 // The store URL names one ObjectStore; keys in it are prefix + the path below the mount.
-struct RemoteUrl {
+struct MountRemote {
   std::string store;
   std::string prefix;  // "" or ends with '/'
 };
-Result<RemoteUrl> split_remote(std::string_view url);
+Result<MountRemote> split_remote(std::string_view url);
 
 }  // namespace mf

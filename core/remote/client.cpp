@@ -1,0 +1,372 @@
+#include "core/remote/client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/remote/range.hpp"
+#include "core/remote/request.hpp"
+#include "core/remote/retry.hpp"
+#include "core/remote/s3_xml.hpp"
+#include "core/remote/transfer.hpp"
+#include "core/util/checked.hpp"
+#include "core/util/log.hpp"
+
+namespace mf {
+
+namespace {
+
+std::once_flag g_curl_once;
+CURLcode g_curl_init = CURLE_OK;
+
+// splitmix64: jitter only needs spread, not secrecy; no /dev/urandom open, no global state.
+uint64_t next_random(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The longest the I/O thread sleeps in curl_multi_poll with nothing due: curl's own timers are covered by
+// curl_multi_poll; this only bounds how late a shutdown or retry timer could be noticed if a wakeup was lost.
+constexpr int kMaxPollMs = 1000;
+
+}  // namespace
+
+struct Client::Impl {
+  RemoteUrl remote;
+  RemoteConfig config;
+  RetryPolicy policy;
+
+  mutable std::mutex mu;
+  std::deque<std::unique_ptr<Transfer>> submitted;  // guarded by mu
+  bool stopping = false;                            // guarded by mu
+  std::atomic<bool> started{false};
+  CURLM* multi = nullptr;  // created with the thread, under mu
+  std::thread thread;
+  std::thread::id thread_id;
+
+  // I/O thread only.
+  std::deque<std::unique_ptr<Transfer>> pending;
+  std::vector<std::unique_ptr<Transfer>> active;
+  std::vector<std::unique_ptr<Transfer>> delayed;
+  uint64_t rng = 0;
+
+  std::atomic<uint64_t> get_requests{0}, head_requests{0}, list_requests{0}, bytes_fetched{0}, retries{0},
+      errors{0};
+
+  Impl(RemoteUrl r, RemoteConfig c) : remote(std::move(r)), config(std::move(c)) {
+    policy.max_retries = config.retries;
+    policy.base_ms = config.retry_base_ms;
+    policy.cap_ms = config.retry_max_delay_ms;
+  }
+
+  std::string where(std::string_view key) const {
+    if (remote.is_s3()) return "s3://" + remote.bucket + "/" + std::string(key);
+    RemoteUrl shown = remote;
+    shown.query.clear();
+    return object_url(shown, config, key);
+  }
+
+  Result<void> ensure_started();  // under mu
+  void submit(std::unique_ptr<Transfer> t);
+  Result<void> run_blocking(std::unique_ptr<Transfer> t, std::function<void(Transfer&)> on_success);
+  void loop();
+  void start_pending();
+  void reap();
+  void finish(std::unique_ptr<Transfer> t, CURLcode code);
+  void complete(std::unique_ptr<Transfer> t, Result<void> r);
+  int poll_timeout_ms() const;
+  void cancel_all();
+};
+
+Result<void> Client::Impl::ensure_started() {
+  if (stopping) return make_error(ECANCELED, "the remote client is shutting down");
+  if (started.load(std::memory_order_relaxed)) return {};
+  std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (g_curl_init != CURLE_OK) return make_error(EIO, "curl_global_init failed");
+  multi = curl_multi_init();
+  if (multi == nullptr) return make_error(ENOMEM, "curl_multi_init failed");
+  long conns = static_cast<long>(config.max_connections);
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
+  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);  // keep that many idle for reuse
+  rng = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ reinterpret_cast<uintptr_t>(this);
+  thread = std::thread([this] { loop(); });
+  thread_id = thread.get_id();
+  started.store(true, std::memory_order_release);
+  return {};
+}
+
+void Client::Impl::submit(std::unique_ptr<Transfer> t) {
+  if (config.timeout_ms > 0) t->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+  std::unique_lock lock(mu);
+  auto ok = ensure_started();
+  if (!ok) {
+    lock.unlock();
+    t->on_done(*t, ok.error());  // no I/O thread to run it on
+    return;
+  }
+  submitted.push_back(std::move(t));
+  curl_multi_wakeup(multi);
+}
+
+Result<void> Client::Impl::run_blocking(std::unique_ptr<Transfer> t, std::function<void(Transfer&)> on_success) {
+  if (started.load(std::memory_order_acquire) && std::this_thread::get_id() == thread_id)
+    return make_error(EDEADLK, "blocking remote call from the client's own I/O thread");
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  Result<void> result;
+  t->on_done = [&](Transfer& tr, Result<void> r) {
+    if (r) on_success(tr);
+    std::lock_guard lock(m);
+    result = std::move(r);
+    done = true;
+    cv.notify_one();
+  };
+  submit(std::move(t));
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return done; });
+  return result;
+}
+
+void Client::Impl::complete(std::unique_ptr<Transfer> t, Result<void> r) {
+  if (!r) errors.fetch_add(1, std::memory_order_relaxed);
+  t->end_attempt();
+  auto cb = std::move(t->on_done);
+  cb(*t, std::move(r));
+}
+
+void Client::Impl::start_pending() {
+  while (!pending.empty() && active.size() < config.max_connections) {
+    std::unique_ptr<Transfer> t = std::move(pending.front());
+    pending.pop_front();
+    if (t->preset_error) {
+      Error e = *t->preset_error;
+      complete(std::move(t), std::move(e));
+      continue;
+    }
+    if (!t->begin_attempt(remote, config) || curl_multi_add_handle(multi, t->easy) != CURLM_OK) {
+      Error e = make_error(ENOMEM, "could not set up a transfer for " + t->where);
+      complete(std::move(t), std::move(e));
+      continue;
+    }
+    auto& counter = t->kind == Transfer::Kind::get ? get_requests
+                    : t->kind == Transfer::Kind::head ? head_requests : list_requests;
+    counter.fetch_add(1, std::memory_order_relaxed);
+    active.push_back(std::move(t));
+  }
+}
+
+void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
+  if (t->kind == Transfer::Kind::get) bytes_fetched.fetch_add(t->received, std::memory_order_relaxed);
+  AttemptOutcome o = t->outcome(code);
+  RetryDecision d = decide_retry(policy, t->attempt, o, next_random(&rng));
+  if (d.kind == RetryDecision::Kind::success) {
+    complete(std::move(t), {});
+    return;
+  }
+  Clock::time_point now = Clock::now();
+  if (d.kind == RetryDecision::Kind::retry && now + std::chrono::milliseconds(d.delay_ms) < t->deadline) {
+    MF_DEBUG("retrying %s (attempt %u, %llu ms)", t->where.c_str(), t->attempt + 1,
+             static_cast<unsigned long long>(d.delay_ms));
+    retries.fetch_add(1, std::memory_order_relaxed);
+    t->end_attempt();
+    t->attempt++;
+    t->due = now + std::chrono::milliseconds(d.delay_ms);
+    delayed.push_back(std::move(t));
+    return;
+  }
+  int err = d.kind == RetryDecision::Kind::retry ? ETIMEDOUT : d.error;
+  std::string msg = t->failure_message(o, err);
+  if (d.kind == RetryDecision::Kind::retry) msg += " (MODELFETCH_TIMEOUT_MS reached)";
+  complete(std::move(t), make_error(err, std::move(msg)));
+}
+
+void Client::Impl::reap() {
+  int left = 0;
+  while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+    if (m->msg != CURLMSG_DONE) continue;
+    CURL* easy = m->easy_handle;
+    CURLcode code = m->data.result;
+    curl_multi_remove_handle(multi, easy);
+    auto it = std::find_if(active.begin(), active.end(), [&](auto& t) { return t->easy == easy; });
+    if (it == active.end()) continue;  // cannot happen: every added handle is in `active`
+    std::unique_ptr<Transfer> t = std::move(*it);
+    *it = std::move(active.back());
+    active.pop_back();
+    finish(std::move(t), code);
+  }
+}
+
+int Client::Impl::poll_timeout_ms() const {
+  if (!pending.empty() && active.size() < config.max_connections) return 0;
+  int timeout = kMaxPollMs;
+  Clock::time_point now = Clock::now();
+  for (const auto& t : delayed) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t->due - now).count();
+    timeout = std::min<int>(timeout, ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, kMaxPollMs)));
+  }
+  return timeout;
+}
+
+void Client::Impl::loop() {
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      if (stopping) break;
+      while (!submitted.empty()) {
+        pending.push_back(std::move(submitted.front()));
+        submitted.pop_front();
+      }
+    }
+    Clock::time_point now = Clock::now();
+    for (size_t i = 0; i < delayed.size();) {  // due retries go first: they have waited longest
+      if (delayed[i]->due <= now) {
+        pending.push_front(std::move(delayed[i]));
+        delayed[i] = std::move(delayed.back());
+        delayed.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    start_pending();
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    reap();
+    curl_multi_poll(multi, nullptr, 0, poll_timeout_ms(), nullptr);
+  }
+  cancel_all();
+}
+
+void Client::Impl::cancel_all() {
+  auto cancel = [&](std::unique_ptr<Transfer> t) {
+    if (t->easy != nullptr) curl_multi_remove_handle(multi, t->easy);
+    Error e = make_error(ECANCELED, "cancelled: the remote client shut down (" + t->where + ")");
+    complete(std::move(t), std::move(e));
+  };
+  for (auto& t : active) cancel(std::move(t));
+  for (auto& t : delayed) cancel(std::move(t));
+  for (auto& t : pending) cancel(std::move(t));
+  active.clear();
+  delayed.clear();
+  pending.clear();
+  std::deque<std::unique_ptr<Transfer>> rest;
+  {
+    std::lock_guard lock(mu);
+    rest.swap(submitted);
+  }
+  for (auto& t : rest) cancel(std::move(t));
+}
+
+Client::Client(RemoteUrl remote, RemoteConfig config)
+    : impl_(std::make_unique<Impl>(std::move(remote), std::move(config))) {}
+
+Client::~Client() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    if (impl_->multi != nullptr) curl_multi_wakeup(impl_->multi);
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_->multi != nullptr) curl_multi_cleanup(impl_->multi);
+}
+
+const RemoteUrl& Client::remote() const { return impl_->remote; }
+const RemoteConfig& Client::config() const { return impl_->config; }
+bool Client::io_thread_started() const { return impl_->started.load(std::memory_order_acquire); }
+
+StoreStats Client::stats() const {
+  StoreStats s;
+  s.get_requests = impl_->get_requests.load(std::memory_order_relaxed);
+  s.head_requests = impl_->head_requests.load(std::memory_order_relaxed);
+  s.list_requests = impl_->list_requests.load(std::memory_order_relaxed);
+  s.bytes_fetched = impl_->bytes_fetched.load(std::memory_order_relaxed);
+  s.retries = impl_->retries.load(std::memory_order_relaxed);
+  s.errors = impl_->errors.load(std::memory_order_relaxed);
+  return s;
+}
+
+void Client::read_async(RangeRequest request, ReadCallback done) {
+  auto t = std::make_unique<Transfer>();
+  t->kind = Transfer::Kind::get;
+  t->where = impl_->where(request.key);
+  t->url = object_url(impl_->remote, impl_->config, request.key);
+  t->if_match = std::move(request.etag);
+  t->offset = request.offset;
+  t->length = request.length;
+  t->dest = request.dest;
+  uint64_t end;
+  if (request.length == 0 || request.dest == nullptr || !checked_add(request.offset, request.length, &end))
+    t->preset_error = make_error(EINVAL, "GET " + t->where + ": empty, unbounded or overflowing range");
+  t->on_done = [done = std::move(done)](Transfer&, Result<void> r) { done(std::move(r)); };
+  impl_->submit(std::move(t));
+}
+
+Result<ObjectInfo> Client::stat(std::string_view key) {
+  auto t = std::make_unique<Transfer>();
+  t->where = impl_->where(key);
+  t->url = object_url(impl_->remote, impl_->config, key);
+  // A presigned URL signs one method: HEAD would be refused, so ask for the first byte instead.
+  bool presigned = !impl_->remote.is_s3() && !impl_->remote.query.empty();
+  std::byte first{};
+  t->kind = presigned ? Transfer::Kind::get : Transfer::Kind::head;
+  if (presigned) {
+    t->length = 1;
+    t->dest = &first;
+  }
+  ObjectInfo info;
+  info.key = std::string(key);
+  auto r = impl_->run_blocking(std::move(t), [&](Transfer& tr) {
+    info.etag = tr.etag;
+    info.last_modified = tr.last_modified;
+    if (!presigned) {
+      info.size = tr.content_length.value_or(0);
+    } else if (auto cr = parse_content_range(tr.content_range); cr && cr->total) {
+      info.size = *cr->total;
+    } else {
+      info.size = tr.content_length.value_or(0);  // a 200: the whole (1-byte) object
+    }
+  });
+  if (!r) return r.error();
+  return info;
+}
+
+Result<Listing> Client::list(std::string_view prefix, bool delimited) {
+  if (!impl_->remote.is_s3())
+    return make_error(ENOTSUP, "listing is not possible on an http(s) remote (" + impl_->remote.display() + ")");
+  Listing all;
+  std::string token;
+  for (;;) {
+    auto t = std::make_unique<Transfer>();
+    t->kind = Transfer::Kind::list;
+    t->where = impl_->where(prefix);
+    t->url = list_url(impl_->remote, impl_->config, prefix, delimited, token);
+    std::string body;
+    auto r = impl_->run_blocking(std::move(t), [&](Transfer& tr) { body = std::move(tr.body); });
+    if (!r) return r.error();
+    auto page = parse_list_page(body);
+    if (!page) return make_error(EIO, page.error().message + " (" + impl_->where(prefix) + ")");
+    for (auto& o : page->entries.objects) all.objects.push_back(std::move(o));
+    for (auto& p : page->entries.common_prefixes) all.common_prefixes.push_back(std::move(p));
+    if (!page->truncated) break;
+    if (page->next_token == token) return make_error(EIO, "ListObjectsV2: the server repeated a continuation token");
+    token = std::move(page->next_token);
+  }
+  return all;
+}
+
+Result<std::unique_ptr<Client>> make_client(const RemoteUrl& remote, const RemoteConfig& config) {
+  if (remote.is_s3() && remote.bucket.empty()) return make_error(EINVAL, "s3 remote without a bucket");
+  if (!remote.is_s3() && remote.authority.empty()) return make_error(EINVAL, "http remote without a host");
+  return std::make_unique<Client>(remote, config);
+}
+
+}  // namespace mf

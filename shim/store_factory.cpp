@@ -1,11 +1,7 @@
 #include "shim/store_factory.hpp"
 
-#include "core/util/env.hpp"
-
-#if __has_include("core/remote/client.hpp")
 #include "core/remote/client.hpp"
-#define MF_HAVE_CLIENT 1
-#endif
+#include "core/util/env.hpp"
 
 namespace mf::shim {
 
@@ -13,7 +9,6 @@ namespace mf::shim {
 // paths (http), which is what the client expects of a remote with an empty path. AWS settings are read from
 // the environment when the store is first needed (in a forked child: again, for the fresh store).
 Result<std::unique_ptr<ObjectStore>> make_store(const std::string& store_url) {
-#ifdef MF_HAVE_CLIENT
   auto url = parse_remote_url(store_url);
   if (!url) return url.error();
   auto config = RemoteConfig::from_env(process_env());
@@ -21,9 +16,6 @@ Result<std::unique_ptr<ObjectStore>> make_store(const std::string& store_url) {
   auto client = make_client(*url, *config);
   if (!client) return client.error();
   return std::unique_ptr<ObjectStore>(std::move(*client));
-#else
-  return make_error(ENOTSUP, "this build has no remote client (core/remote/client.hpp) for " + store_url);
-#endif
 }
 
 }  // namespace mf::shim

@@ -67,13 +67,20 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
   for (const auto& o : listing->objects) {
     if (o.key.size() <= prefix.size()) continue;  // the "folder/" marker object itself
     std::string name = o.key.substr(prefix.size());
-    if (name.find('/') != std::string::npos) continue;
+    if (size_t slash = name.find('/'); slash != std::string::npos) {
+      // A deeper key (a server that ignored the delimiter): its first component is a directory.
+      if (slash > 0) dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
+      continue;
+    }
     Node n{NodeKind::file, o, parse_http_time(o.last_modified)};
     dir.children.emplace(std::move(name), std::move(n));
   }
   for (const auto& p : listing->common_prefixes) {
-    if (p.size() <= prefix.size() + 1) continue;
-    std::string name = p.substr(prefix.size(), p.size() - prefix.size() - 1);
+    if (p.size() <= prefix.size() + 1 || p.compare(0, prefix.size(), prefix) != 0) continue;
+    // Only the first component: s3rver returns "a/b/c/" for a delimited listing of "a/" when keys are
+    // two levels deep; S3 returns "a/b/".
+    std::string name = p.substr(prefix.size());
+    name.resize(name.find('/'));
     // A key "a/b" and a prefix "a/b/" can both exist; the directory wins, as in s3fs and mountpoint-s3.
     dir.children.insert_or_assign(std::move(name), Node{NodeKind::dir, {}, 0});
   }

@@ -14,7 +14,8 @@ import threading
 
 L = os.environ["MF_LOCAL_DIR"]
 M = os.environ["MF_MOUNT_DIR"]
-FILES = ["empty.bin", "one.bin", "page.bin", "odd.bin", "chunks.bin", "sub/dir/nested.bin", "config.json",
+FILES = ["empty.bin", "one.bin", "page.bin", "odd.bin", "chunks.bin", "sub/dir/nested.bin", "sub/top.bin",
+         "config.json",
          "model.safetensors"]
 
 
@@ -70,7 +71,7 @@ def basic():
 
 def dirs():
     check(sorted(os.listdir(M)) == sorted(os.listdir(L)), "listdir mount: %s" % os.listdir(M))
-    check(os.listdir(M + "/sub") == ["dir"], "listdir sub")
+    check(sorted(os.listdir(M + "/sub")) == ["dir", "top.bin"], "listdir sub")
     for e in os.scandir(M):
         le = os.path.join(L, e.name)
         check(e.is_dir() == os.path.isdir(le) and e.is_file() == os.path.isfile(le), "scandir " + e.name)
@@ -78,7 +79,7 @@ def dirs():
     walked = sorted(os.path.relpath(os.path.join(d, f), M) for d, _, fs in os.walk(M) for f in fs)
     check(walked == sorted(FILES), "os.walk: %s" % walked)
     fd = os.open(M + "/sub", os.O_RDONLY | os.O_DIRECTORY)
-    check(os.listdir(fd) == ["dir"], "listdir(fd)")
+    check(sorted(os.listdir(fd)) == ["dir", "top.bin"], "listdir(fd)")
     os.close(fd)
 
 

@@ -38,6 +38,8 @@ int usage() {
 
 }  // namespace
 
+namespace mf::cli {
+
 int cmd_run(int argc, char** argv) {
   int i = 1;  // argv[0] is "run"
   for (; i < argc && std::strcmp(argv[i], "--") != 0; i += 2) {
@@ -62,3 +64,5 @@ int cmd_run(int argc, char** argv) {
   std::fprintf(stderr, "modelfetch: cannot run %s: %s\n", argv[i + 1], std::strerror(errno));
   return 127;
 }
+
+}  // namespace mf::cli

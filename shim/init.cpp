@@ -1,4 +1,98 @@
-// libmodelfetch.so entry: the interposed libc symbols live in the other files of shim/ as they are added.
-#include "core/util/log.hpp"
+// libmodelfetch.so init: resolves the real libc symbols, reads the configuration, installs the fork
+// handlers and, at exit, writes MODELFETCH_STATS.
+//
+// Init runs through pthread_once from our constructor and from every hook (another preloaded library's
+// constructor may call open() before ours runs). It allocates only the small Vfs object: the cache, the
+// mapping manager, any thread and any connection wait for the first mounted path (LD_PRELOAD is inherited by
+// every child process; one that never touches the mount pays the symbol lookups and nothing else).
+#include <dlfcn.h>
+#include <pthread.h>
+#include <unistd.h>
 
-extern "C" __attribute__((visibility("default"))) const char* modelfetch_version() { return "0.1.0"; }
+#include <cstdlib>
+
+#include "core/util/log.hpp"
+#include "shim/shim.hpp"
+#include "shim/store_factory.hpp"
+
+namespace mf::shim {
+
+constinit Real real{};
+constinit std::atomic<Vfs*> g_vfs{nullptr};
+thread_local bool t_busy __attribute__((tls_model("initial-exec"))) = false;
+
+namespace {
+
+constinit pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+void* resolve(const char* name, void* ours) {
+  void* p = dlsym(RTLD_NEXT, name);
+  if (p == nullptr || p == ours) {
+    log_message(LogLevel::error, "cannot resolve the real %s (%s)", name, p ? "resolves to ourselves" : "missing");
+    std::abort();
+  }
+  return p;
+}
+
+void atfork_prepare() {
+  if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->before_fork();
+}
+void atfork_parent() {
+  if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_parent();
+}
+void atfork_child() {
+  if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_child();
+}
+
+uint64_t physical_ram() {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : (8ull << 30);
+}
+
+void init_once() {
+  t_busy = true;
+#define MF_RESOLVE(name, ret, ...) \
+  real.name = reinterpret_cast<ret (*)(__VA_ARGS__)>(resolve(#name, reinterpret_cast<void*>(&::name)));
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // readdir_r: hooked because programs call it
+  MF_REAL_SYMBOLS(MF_RESOLVE)
+#pragma GCC diagnostic pop
+#undef MF_RESOLVE
+  auto config = parse_config(process_env(), physical_ram());
+  if (!config) {
+    log_message(LogLevel::error, "%s; passing every call through", config.error().message.c_str());
+    t_busy = false;
+    return;
+  }
+  set_log_level(config->log_level);
+  VfsDeps deps;
+  deps.make_store = &make_store;
+  deps.map_sys = MapSyscalls{real.mmap, real.munmap, real.madvise, real.mremap};
+  g_vfs.store(new Vfs(std::move(*config), std::move(deps)), std::memory_order_release);
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  t_busy = false;
+}
+
+__attribute__((constructor)) void on_load() { ensure_init(); }
+
+// The Vfs is never destroyed: other threads (and mapped tensors being faulted in) may outlive this.
+__attribute__((destructor)) void on_unload() {
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  if (!v) return;
+  t_busy = true;
+  v->write_stats();
+}
+
+}  // namespace
+
+// While init runs on this thread (t_busy), a hook re-entered from it (mimalloc's own init opens
+// /proc/sys/vm/overcommit_memory when our first allocation reaches it) must not wait on the pthread_once
+// it is inside: it passes through to the real symbol, which init resolved before allocating anything.
+void ensure_init() {
+  if (!t_busy) pthread_once(&g_once, init_once);
+}
+
+}  // namespace mf::shim
+
+MF_EXPORT const char* modelfetch_version() { return "0.1.0"; }

@@ -1,0 +1,73 @@
+// FdTable: which kernel fds are virtual, and the open file description each refers to.
+//
+// A virtual fd is a real kernel fd (a memfd), so dup/dup2/fcntl(F_DUPFD) and the file offset work natively;
+// the table maps each fd number to the shared OpenFile (one per open(), shared by its dups, as the kernel
+// shares a description). Every read/write/mmap hook asks marked(fd) first: one relaxed atomic load from a
+// bitmap for fds below 65536 (8 KiB), so a non-model fd costs one load. A mark is only a hint: get()
+// checks that the fd still refers to the memfd's inode (st_dev, st_ino) and forgets stale entries, so an
+// fd closed behind our back (fclose of an fdopen'ed FILE uses glibc's internal close, raw syscalls) and
+// reused for a real file is never served from the cache.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/cache/chunk_cache.hpp"
+#include "core/vfs/tree.hpp"
+
+namespace mf {
+
+struct FileCounters {
+  std::atomic<uint64_t> bytes_served{0};
+  std::atomic<uint64_t> bytes_mapped{0};
+  std::atomic<uint64_t> opens{0};
+};
+
+// One open() of a mounted path: what every dup of the fd shares. The offset lives in the kernel (memfd).
+struct OpenFile {
+  std::string path;                               // normalised local path
+  Node node;
+  std::shared_ptr<const RemoteObject> object;     // files only
+  std::shared_ptr<FileCounters> counters;         // files only
+  dev_t memfd_dev = 0;
+  ino_t memfd_ino = 0;
+};
+
+class FdTable {
+ public:
+  static constexpr int kBitmapFds = 1 << 16;
+
+  bool marked(int fd) const {
+    if (fd < 0) return false;
+    if (fd < kBitmapFds)
+      return (bits_[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1u;
+    return high_.load(std::memory_order_relaxed) != 0 && high_marked(fd);
+  }
+  void put(int fd, std::shared_ptr<OpenFile> file);
+  // The OpenFile of fd if fd still refers to it; forgets the entry otherwise.
+  std::shared_ptr<OpenFile> get(int fd);
+  std::shared_ptr<OpenFile> take(int fd);
+  // Marked fds in [lo, hi].
+  std::vector<int> marked_between(unsigned lo, unsigned hi);
+
+  void lock() { mu_.lock(); }
+  void unlock() { mu_.unlock(); }
+
+ private:
+  bool high_marked(int fd) const;
+  void set_bit(int fd, bool on);
+
+  std::atomic<uint64_t> bits_[kBitmapFds / 64] = {};
+  std::atomic<uint32_t> high_{0};  // marked fds >= kBitmapFds
+  mutable std::mutex mu_;
+  std::unordered_map<int, std::shared_ptr<OpenFile>> files_;
+};
+
+}  // namespace mf

@@ -1,0 +1,25 @@
+// Raw system calls for core/vfs. Inside libmodelfetch.so a call to lseek() or fstat() would bind to our own
+// exported hook (the preloaded library comes first in the lookup scope) and cost a second filter pass; the
+// virtual-fd machinery therefore talks to the kernel directly. syscall() returns -1 and sets errno.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace mf::sys {
+
+inline int memfd_create(const char* name, unsigned flags) {
+  return static_cast<int>(::syscall(SYS_memfd_create, name, flags));
+}
+inline int ftruncate(int fd, off_t length) { return static_cast<int>(::syscall(SYS_ftruncate, fd, length)); }
+inline off_t lseek(int fd, off_t offset, int whence) {
+  return static_cast<off_t>(::syscall(SYS_lseek, fd, offset, whence));
+}
+inline int close(int fd) { return static_cast<int>(::syscall(SYS_close, fd)); }
+inline int fcntl(int fd, int cmd, long arg) { return static_cast<int>(::syscall(SYS_fcntl, fd, cmd, arg)); }
+inline int fstat(int fd, struct stat* st) { return static_cast<int>(::syscall(SYS_fstat, fd, st)); }
+inline long getcwd(char* buf, size_t size) { return ::syscall(SYS_getcwd, buf, size); }
+
+}  // namespace mf::sys

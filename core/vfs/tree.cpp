@@ -1,0 +1,128 @@
+#include "core/vfs/tree.hpp"
+
+#include <ctime>
+
+namespace mf {
+namespace {
+
+int month_of(std::string_view m) {
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  for (int i = 0; i < 12; ++i)
+    if (m == kMonths[i]) return i;
+  return -1;
+}
+
+bool num(std::string_view s, size_t pos, size_t len, int* out) {
+  if (pos + len > s.size()) return false;
+  int v = 0;
+  for (size_t i = pos; i < pos + len; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+std::string_view parent_of(std::string_view rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string_view::npos ? std::string_view{} : rel.substr(0, slash);
+}
+
+std::string_view base_of(std::string_view rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string_view::npos ? rel : rel.substr(slash + 1);
+}
+
+}  // namespace
+
+// Hand-written rather than strptime: %a/%b follow the program's locale, and the hook may run in any.
+int64_t parse_http_time(std::string_view t) {
+  struct tm tm {};
+  int y, mo, d, h, mi, s;
+  if (num(t, 0, 4, &y) && t.size() >= 19 && t[4] == '-' && num(t, 5, 2, &mo) && num(t, 8, 2, &d) &&
+      num(t, 11, 2, &h) && num(t, 14, 2, &mi) && num(t, 17, 2, &s)) {
+    tm.tm_mon = mo - 1;
+  } else if (t.size() >= 29 && num(t, 5, 2, &d) && num(t, 12, 4, &y) && num(t, 17, 2, &h) &&
+             num(t, 20, 2, &mi) && num(t, 23, 2, &s) && month_of(t.substr(8, 3)) >= 0) {
+    tm.tm_mon = month_of(t.substr(8, 3));
+  } else {
+    return 0;
+  }
+  tm.tm_year = y - 1900;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_root) {
+  auto it = dirs_.find(prefix);
+  if (it != dirs_.end()) return &it->second;
+  auto listing = store_.list(prefix, true);
+  if (!listing) return listing.error();
+  Dir dir;
+  dir.exists = is_root || !listing->objects.empty() || !listing->common_prefixes.empty();
+  for (const auto& o : listing->objects) {
+    if (o.key.size() <= prefix.size()) continue;  // the "folder/" marker object itself
+    std::string name = o.key.substr(prefix.size());
+    if (size_t slash = name.find('/'); slash != std::string::npos) {
+      // A deeper key (a server that ignored the delimiter): its first component is a directory.
+      if (slash > 0) dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
+      continue;
+    }
+    Node n{NodeKind::file, o, parse_http_time(o.last_modified)};
+    dir.children.emplace(std::move(name), std::move(n));
+  }
+  for (const auto& p : listing->common_prefixes) {
+    if (p.size() <= prefix.size() + 1 || p.compare(0, prefix.size(), prefix) != 0) continue;
+    // Only the first component: s3rver returns "a/b/c/" for a delimited listing of "a/" when keys are
+    // two levels deep; S3 returns "a/b/".
+    std::string name = p.substr(prefix.size());
+    name.resize(name.find('/'));
+    // A key "a/b" and a prefix "a/b/" can both exist; the directory wins, as in s3fs and mountpoint-s3.
+    dir.children.insert_or_assign(std::move(name), Node{NodeKind::dir, {}, 0});
+  }
+  return &dirs_.emplace(prefix, std::move(dir)).first->second;
+}
+
+Result<Node> Tree::lookup(const std::string& key_base, std::string_view rel) {
+  if (rel.empty()) return Node{NodeKind::dir, {}, 0};
+  std::lock_guard lock(mu_);
+  std::string_view parent = parent_of(rel);
+  std::string prefix = key_base;
+  if (!parent.empty()) (prefix += parent) += '/';
+  auto dir = dir_locked(prefix, parent.empty());
+  if (dir) {
+    if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
+    auto it = (*dir)->children.find(base_of(rel));
+    if (it == (*dir)->children.end()) return make_error(ENOENT, "no such file or directory");
+    return it->second;
+  }
+  if (dir.error().code == ENOENT) return dir.error();
+  // No listing (plain HTTP, or a policy that allows GetObject but not ListBucket): HEAD the key.
+  std::string key = key_base + std::string(rel);
+  auto cached = heads_.find(key);
+  if (cached != heads_.end()) return cached->second;
+  auto info = store_.stat(key);
+  Result<Node> node = info ? Result<Node>(Node{NodeKind::file, *info, parse_http_time(info->last_modified)})
+                           : Result<Node>(info.error());
+  if (info || info.error().code == ENOENT) heads_.emplace(key, node);  // transient errors are retried
+  return node;
+}
+
+Result<std::vector<DirEntry>> Tree::list(const std::string& key_base, std::string_view rel) {
+  std::lock_guard lock(mu_);
+  std::string prefix = key_base;
+  if (!rel.empty()) (prefix += rel) += '/';
+  auto dir = dir_locked(prefix, rel.empty());
+  if (!dir) return dir.error();
+  if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
+  std::vector<DirEntry> out;
+  out.reserve((*dir)->children.size());
+  for (const auto& [name, node] : (*dir)->children) out.push_back(DirEntry{name, node.kind});
+  return out;
+}
+
+}  // namespace mf

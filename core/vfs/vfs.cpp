@@ -1,0 +1,270 @@
+#include "core/vfs/vfs.hpp"
+
+#include <fcntl.h>
+#include <linux/memfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "core/util/log.hpp"
+#include "core/vfs/path.hpp"
+#include "core/vfs/sys.hpp"
+
+namespace mf {
+namespace {
+
+// st_dev of every mounted path: "mf" in a major that no block device uses, so tools that compare st_dev
+// (find -xdev, du) see one file system.
+constexpr dev_t kFakeDev = (dev_t{0x6d66} << 8) | 0x01;
+// st_blksize: Python's io and stdio size their buffers from it. 64 KiB amortises the hook and lseek per
+// read() without making small config reads allocate much.
+constexpr blksize_t kBlockSize = 64 << 10;
+
+}  // namespace
+
+uint64_t fake_ino(std::string_view path) {
+  uint64_t h = XXH3_64bits(path.data(), path.size());
+  return h == 0 ? 1 : h;  // 0 means "deleted" to readdir users
+}
+
+Vfs::Vfs(VfsConfig config, VfsDeps deps)
+    : config_(std::move(config)),
+      deps_(std::move(deps)),
+      start_(std::chrono::steady_clock::now()),
+      router_(deps_.make_store),
+      tree_(router_) {
+  for (const auto& m : config_.mounts) {
+    auto r = split_remote(m.remote);  // validated by parse_config
+    key_bases_.push_back(r ? r->store + "/" + r->prefix : std::string());
+  }
+}
+
+Vfs::~Vfs() = default;
+
+bool Vfs::may_match(std::string_view p) const {
+  if (needs_normalising(p)) return true;
+  for (const auto& m : config_.mounts)
+    if (p.size() >= m.path.size() && p.compare(0, m.path.size(), m.path) == 0 &&
+        (p.size() == m.path.size() || p[m.path.size()] == '/'))
+      return true;
+  return false;
+}
+
+std::optional<MountedPath> Vfs::match(std::string_view abs_path) const {
+  if (!may_match(abs_path)) return std::nullopt;
+  MountedPath out;
+  out.path = normalize_path(abs_path);
+  for (size_t i = 0; i < config_.mounts.size(); ++i) {
+    if (auto rel = path_below(out.path, config_.mounts[i].path)) {
+      out.mount = i;
+      out.rel_pos = out.path.size() - rel->size();
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+void Vfs::ensure_engine() {
+  if (mm_ptr_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(engine_mu_);
+  if (mm_) return;
+  CacheConfig cc;
+  cc.chunk_size = config_.chunk_size;
+  cc.budget_bytes = config_.cache_size;
+  cache_ = std::make_unique<ChunkCache>(router_, cc);
+  mm_ = std::make_unique<MappingManager>(*cache_, config_.uffd, deps_.map_sys);
+  MF_INFO("first use of a mounted path: cache %llu MiB, chunks %llu KiB",
+          static_cast<unsigned long long>(cc.budget_bytes >> 20),
+          static_cast<unsigned long long>(cc.chunk_size >> 10));
+  mm_ptr_.store(mm_.get(), std::memory_order_release);
+}
+
+struct stat Vfs::stat_of(const std::string& path, const Node& node) const {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_dev = kFakeDev;
+  st.st_ino = fake_ino(path);
+  st.st_uid = static_cast<uid_t>(::syscall(SYS_geteuid));
+  st.st_gid = static_cast<gid_t>(::syscall(SYS_getegid));
+  st.st_blksize = kBlockSize;
+  if (node.kind == NodeKind::dir) {
+    st.st_mode = S_IFDIR | 0555;
+    st.st_nlink = 2;
+  } else {
+    st.st_mode = S_IFREG | 0444;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(node.info.size);
+    st.st_blocks = static_cast<blkcnt_t>((node.info.size + 511) / 512);
+  }
+  st.st_mtim.tv_sec = st.st_atim.tv_sec = st.st_ctim.tv_sec = static_cast<time_t>(node.mtime);
+  return st;
+}
+
+Result<struct stat> Vfs::stat(const MountedPath& p) {
+  ensure_engine();
+  auto node = tree_.lookup(key_bases_[p.mount], p.rel());
+  if (!node) return node.error();
+  return stat_of(p.path, *node);
+}
+
+Result<std::vector<DirEntry>> Vfs::list_dir(const MountedPath& p) {
+  ensure_engine();
+  return tree_.list(key_bases_[p.mount], p.rel());
+}
+
+std::shared_ptr<const RemoteObject> Vfs::object_for(const std::string& path, const Node& node) {
+  std::lock_guard lock(objects_mu_);
+  auto it = objects_.find(path);
+  if (it != objects_.end()) return it->second;
+  auto obj = cache_->register_object(node.info, path);
+  objects_.emplace(path, obj);
+  return obj;
+}
+
+Result<std::shared_ptr<OpenFile>> Vfs::make_open_file(const MountedPath& p, const Node& node) {
+  auto f = std::make_shared<OpenFile>();
+  f->path = p.path;
+  f->node = node;
+  if (node.kind == NodeKind::file) {
+    f->object = object_for(p.path, node);
+    std::lock_guard lock(objects_mu_);
+    auto& c = counters_[p.path];
+    if (!c) c = std::make_shared<FileCounters>();
+    c->opens.fetch_add(1, std::memory_order_relaxed);
+    f->counters = c;
+  }
+  return f;
+}
+
+Result<int> Vfs::open(const MountedPath& p, int flags) {
+  ensure_engine();
+  const int acc = flags & O_ACCMODE;
+  auto node = tree_.lookup(key_bases_[p.mount], p.rel());
+  if (!node) {
+    if (node.error().code == ENOENT && (flags & O_CREAT)) return make_error(EROFS, "read-only mount");
+    return node.error();
+  }
+  if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return make_error(EEXIST, "exists");
+  if (node->kind == NodeKind::dir && acc != O_RDONLY) return make_error(EISDIR, "is a directory");
+  if (acc != O_RDONLY || (flags & O_TRUNC)) return make_error(EROFS, "read-only mount");
+  if (node->kind == NodeKind::file && (flags & O_DIRECTORY)) return make_error(ENOTDIR, "not a directory");
+  auto file = make_open_file(p, *node);
+  if (!file) return file.error();
+  // The memfd name shows in /proc/self/fd and /proc/self/maps ("/memfd:modelfetch:NAME (deleted)").
+  std::string name = "modelfetch:" + p.path.substr(p.path.rfind('/') + 1);
+  if (name.size() > 249) name.resize(249);
+  int fd = sys::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return make_error(errno, "memfd_create failed");
+  uint64_t size = node->kind == NodeKind::file ? node->info.size : 0;
+  struct stat st;
+  if (sys::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+      sys::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0 ||
+      sys::fstat(fd, &st) != 0) {
+    int e = errno;
+    sys::close(fd);
+    return make_error(e, "memfd setup failed");
+  }
+  (*file)->memfd_dev = st.st_dev;
+  (*file)->memfd_ino = st.st_ino;
+  fds_.put(fd, std::move(*file));
+  return fd;
+}
+
+std::optional<std::string> Vfs::dir_path(int fd) {
+  auto f = fds_.get(fd);
+  if (!f || f->node.kind != NodeKind::dir) return std::nullopt;
+  return f->path;
+}
+
+Result<size_t> Vfs::read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t n) {
+  if (f.node.kind == NodeKind::dir) return make_error(EISDIR, "is a directory");
+  if (n == 0 || offset >= f.object->size) return size_t{0};
+  // Reading into a managed mapping: make it resident first (the cache must not fault on it).
+  if (auto* mm = mappings(); mm && mm->overlaps(dst, n)) {
+    auto filled = mm->fill_for_kernel(dst, n);
+    if (!filled) return filled.error();
+  }
+  auto got = cache_->read(*f.object, offset, std::span<std::byte>(dst, n));
+  if (!got) {
+    MF_WARN("read of %s at %llu failed: %s", f.path.c_str(), static_cast<unsigned long long>(offset),
+            got.error().message.c_str());
+    return got.error();
+  }
+  f.counters->bytes_served.fetch_add(*got, std::memory_order_relaxed);
+  return got;
+}
+
+Result<size_t> Vfs::pread(int fd, void* buf, size_t n, uint64_t offset) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  return read_at(*f, offset, static_cast<std::byte*>(buf), n);
+}
+
+// The kernel keeps the offset: concurrent read() calls on one description are not atomic with respect to
+// each other here (the kernel serialises them for real files); programs that share an fd across threads
+// use pread, which is.
+Result<size_t> Vfs::read(int fd, void* buf, size_t n) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  off_t pos = sys::lseek(fd, 0, SEEK_CUR);
+  if (pos < 0) return make_error(errno, "lseek failed");
+  auto got = read_at(*f, static_cast<uint64_t>(pos), static_cast<std::byte*>(buf), n);
+  if (got && *got > 0 && sys::lseek(fd, pos + static_cast<off_t>(*got), SEEK_SET) < 0)
+    return make_error(errno, "lseek failed");
+  return got;
+}
+
+Result<size_t> Vfs::preadv(int fd, const struct iovec* iov, int iovcnt, int64_t offset) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  if (iovcnt < 0) return make_error(EINVAL, "negative iovcnt");
+  off_t pos = offset >= 0 ? static_cast<off_t>(offset) : sys::lseek(fd, 0, SEEK_CUR);
+  if (pos < 0) return make_error(errno, "lseek failed");
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; ++i) {
+    auto got = read_at(*f, static_cast<uint64_t>(pos) + total, static_cast<std::byte*>(iov[i].iov_base),
+                       iov[i].iov_len);
+    if (!got) {
+      if (total > 0) break;  // a short read, as the kernel reports a partial vector
+      return got.error();
+    }
+    total += *got;
+    if (*got < iov[i].iov_len) break;
+  }
+  if (offset < 0 && total > 0 && sys::lseek(fd, pos + static_cast<off_t>(total), SEEK_SET) < 0)
+    return make_error(errno, "lseek failed");
+  return total;
+}
+
+Result<struct stat> Vfs::fstat(int fd) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  return stat_of(f->path, f->node);
+}
+
+void Vfs::dup_fd(int oldfd, int newfd) {
+  auto f = fds_.get(oldfd);
+  if (!f) return;
+  struct stat st;
+  if (sys::fstat(newfd, &st) == 0 && st.st_ino == f->memfd_ino) fds_.put(newfd, std::move(f));
+}
+
+void Vfs::close_range_fds(unsigned lo, unsigned hi) {
+  for (int fd : fds_.marked_between(lo, hi)) (void)fds_.take(fd);
+}
+
+Result<void*> Vfs::mmap(int fd, void* addr, size_t length, int prot, int flags, off_t offset) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  if (f->node.kind == NodeKind::dir) return make_error(ENODEV, "directory");
+  if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))  // the fd is read-only, as the kernel says
+    return make_error(EACCES, "shared writable mapping of a read-only file");
+  if (offset < 0) return make_error(EINVAL, "negative offset");
+  auto r = mm_->map(f->object, addr, length, prot, flags, static_cast<uint64_t>(offset));
+  if (r) f->counters->bytes_mapped.fetch_add(length, std::memory_order_relaxed);
+  return r;
+}
+
+}  // namespace mf

@@ -1,0 +1,106 @@
+// Vfs: fork handlers and the MODELFETCH_STATS report.
+//
+// Fork order (pthread_atfork prepare): the MappingManager fills every registered mapping first (a child's
+// copy of a registered private mapping is not registered: missing pages would read as zeros), then the
+// cache and the router take their locks so the child inherits consistent state. In the child the stores'
+// I/O threads are gone: the router abandons them and creates fresh ones on the next request.
+#include <fcntl.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <unistd.h>
+
+#include "core/vfs/vfs.hpp"
+
+namespace mf {
+
+void Vfs::before_fork() {
+  engine_mu_.lock();
+  if (mm_) mm_->before_fork();
+  if (cache_) cache_->before_fork();
+  router_.before_fork();
+}
+
+void Vfs::after_fork_parent() {
+  router_.after_fork_parent();
+  if (cache_) cache_->after_fork_parent();
+  if (mm_) mm_->after_fork_parent();
+  engine_mu_.unlock();
+}
+
+void Vfs::after_fork_child() {
+  router_.after_fork_child();
+  if (cache_) cache_->after_fork_child();
+  if (mm_) mm_->after_fork_child();
+  engine_mu_.unlock();
+}
+
+std::string Vfs::stats_json() const {
+  StoreStats ss = router_.stats();
+  CacheStats cs = cache_ ? cache_->stats() : CacheStats{};
+  MappingStats ms = mm_ ? mm_->stats() : MappingStats{};
+  auto wall = std::chrono::steady_clock::now() - start_;
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  w.Key("mode");
+  w.String(mm_ && mm_->mode() == MapMode::uffd ? "uffd" : "eager");
+  w.Key("get_requests");
+  w.Uint64(ss.get_requests);
+  w.Key("bytes_fetched");
+  w.Uint64(ss.bytes_fetched);
+  w.Key("bytes_served");
+  w.Uint64(cs.bytes_served);
+  w.Key("uffd_faults");
+  w.Uint64(ms.uffd_faults);
+  w.Key("fault_wait_ms");
+  w.Double(static_cast<double>(ms.fault_wait_ns) / 1e6);
+  w.Key("retries");
+  w.Uint64(ss.retries);
+  w.Key("errors");
+  w.Uint64(ss.errors);
+  w.Key("wall_ms");
+  w.Double(std::chrono::duration<double, std::milli>(wall).count());
+  w.Key("files");
+  w.StartObject();
+  {
+    std::lock_guard lock(objects_mu_);
+    for (const auto& [path, c] : counters_) {
+      w.Key(path.c_str());
+      w.StartObject();
+      auto obj = objects_.find(path);
+      w.Key("size");
+      w.Uint64(obj != objects_.end() ? obj->second->size : 0);
+      w.Key("opens");
+      w.Uint64(c->opens.load());
+      w.Key("bytes_served");  // through read/pread (mapped bytes are counted in bytes_mapped)
+      w.Uint64(c->bytes_served.load());
+      w.Key("bytes_mapped");
+      w.Uint64(c->bytes_mapped.load());
+      w.EndObject();
+    }
+  }
+  w.EndObject();
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+bool Vfs::write_stats() const {
+  if (config_.stats_file.empty() || !used()) return true;  // children that never used the mount stay quiet
+  std::string json = stats_json() + "\n";
+  int fd = ::open(config_.stats_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    MF_WARN("cannot write stats to %s: errno %d", config_.stats_file.c_str(), errno);
+    return false;
+  }
+  size_t off = 0;
+  while (off < json.size()) {
+    ssize_t n = ::write(fd, json.data() + off, json.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return off == json.size();
+}
+
+}  // namespace mf

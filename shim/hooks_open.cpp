@@ -1,0 +1,202 @@
+// Hooks that create, duplicate and close fds: the open family, creat, fopen, dup*, fcntl(F_DUPFD*),
+// close, close_range. A mounted path opens as a sealed memfd (core/vfs/vfs.hpp); dups copy the fd-table
+// entry so every fd of one description shares the OpenFile, and the offset stays in the kernel.
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim/shim.hpp"
+
+using mf::shim::real;
+
+namespace mf::shim {
+namespace {
+
+int open_mounted(Vfs* v, const MountedPath& p, int flags) {
+  Work w;
+  auto fd = v->open(p, flags);
+  return fd ? w.ok(*fd) : w.fail(fd.error().code);
+}
+
+int open_any(int dirfd, const char* path, int flags, mode_t mode) {
+  Vfs* v = active();
+  if (!v) return real.openat(dirfd, path, flags, mode);
+  auto p = mounted(v, dirfd, path);
+  if (!p) return real.openat(dirfd, path, flags, mode);
+  return open_mounted(v, *p, flags);
+}
+
+// stdio over a virtual fd: glibc's FILE reads through its internal read, which no hook sees, so the FILE is
+// a fopencookie stream whose functions call core; its _fileno is set to the memfd so fileno() (and
+// libstdc++'s filebuf, which reads through read(fileno(f))) sees the same description and offset.
+ssize_t cookie_read(void* cookie, char* buf, size_t n) {
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  Work w;
+  auto r = v->read(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), buf, n);
+  return r ? w.ok(static_cast<ssize_t>(*r)) : w.fail<ssize_t>(r.error().code);
+}
+int cookie_seek(void* cookie, off64_t* pos, int whence) {
+  off_t r = ::lseek(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), *pos, whence);  // native on a memfd
+  if (r < 0) return -1;
+  *pos = r;
+  return 0;
+}
+int cookie_close(void* cookie) { return ::close(static_cast<int>(reinterpret_cast<intptr_t>(cookie))); }
+
+FILE* cookie_file(int fd);
+
+FILE* fopen_any(const char* path, const char* mode) {
+  Vfs* v = active();
+  if (!v) return real.fopen(path, mode);
+  auto p = mounted(v, AT_FDCWD, path);
+  if (!p) return real.fopen(path, mode);
+  int flags = O_RDONLY;
+  for (const char* m = mode; *m; ++m) {
+    if (*m == 'w') flags = O_WRONLY | O_CREAT | O_TRUNC;
+    else if (*m == 'a') flags = O_WRONLY | O_CREAT | O_APPEND;
+    else if (*m == '+') flags = (flags & ~O_ACCMODE) | O_RDWR;
+  }
+  int fd = open_mounted(v, *p, flags);
+  if (fd < 0) return nullptr;
+  return cookie_file(fd);
+}
+
+FILE* cookie_file(int fd) {
+  FILE* f = fopencookie(reinterpret_cast<void*>(static_cast<intptr_t>(fd)), "r",
+                        cookie_io_functions_t{cookie_read, nullptr, cookie_seek, cookie_close});
+  if (!f) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return nullptr;
+  }
+  f->_fileno = fd;
+  return f;
+}
+
+void track_dup(int oldfd, int newfd) {
+  if (newfd < 0) return;
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  Work w;
+  v->dup_fd(oldfd, newfd);
+  w.ok(0);
+}
+
+// dup2/dup3 onto a virtual fd closes it first, as the kernel does.
+void forget(Vfs* v, int fd) {
+  if (v->maybe_virtual(fd)) v->close_fd(fd);
+}
+
+}  // namespace
+}  // namespace mf::shim
+
+using namespace mf;
+using namespace mf::shim;
+
+#define MF_OPEN_MODE(flags)                \
+  mode_t mode = 0;                         \
+  if (__OPEN_NEEDS_MODE(flags)) {          \
+    va_list ap;                            \
+    va_start(ap, flags);                   \
+    mode = static_cast<mode_t>(va_arg(ap, int)); \
+    va_end(ap);                            \
+  }
+
+MF_EXPORT int open(const char* path, int flags, ...) {
+  MF_OPEN_MODE(flags);
+  return open_any(AT_FDCWD, path, flags, mode);
+}
+MF_EXPORT int open64(const char* path, int flags, ...) {
+  MF_OPEN_MODE(flags);
+  return open_any(AT_FDCWD, path, flags | O_LARGEFILE, mode);
+}
+MF_EXPORT int openat(int dirfd, const char* path, int flags, ...) {
+  MF_OPEN_MODE(flags);
+  return open_any(dirfd, path, flags, mode);
+}
+MF_EXPORT int openat64(int dirfd, const char* path, int flags, ...) {
+  MF_OPEN_MODE(flags);
+  return open_any(dirfd, path, flags | O_LARGEFILE, mode);
+}
+// _FORTIFY_SOURCE variants: called without a mode (O_CREAT there is a caller bug glibc reports).
+MF_EXPORT int __open_2(const char* path, int flags) { return open_any(AT_FDCWD, path, flags, 0); }
+MF_EXPORT int __open64_2(const char* path, int flags) { return open_any(AT_FDCWD, path, flags | O_LARGEFILE, 0); }
+MF_EXPORT int __openat_2(int dirfd, const char* path, int flags) { return open_any(dirfd, path, flags, 0); }
+MF_EXPORT int __openat64_2(int dirfd, const char* path, int flags) {
+  return open_any(dirfd, path, flags | O_LARGEFILE, 0);
+}
+MF_EXPORT int creat(const char* path, mode_t mode) {
+  return open_any(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+}
+MF_EXPORT int creat64(const char* path, mode_t mode) {
+  return open_any(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_LARGEFILE, mode);
+}
+MF_EXPORT FILE* fopen(const char* path, const char* mode) { return fopen_any(path, mode); }
+MF_EXPORT FILE* fopen64(const char* path, const char* mode) { return fopen_any(path, mode); }
+// numpy.fromfile dups the fd of a Python file and fdopen()s it.
+MF_EXPORT FILE* fdopen(int fd, const char* mode) {
+  Vfs* v = active();
+  if (!v || !v->maybe_virtual(fd)) return real.fdopen(fd, mode);
+  if (strpbrk(mode, "wa+")) return (errno = EINVAL), nullptr;  // the fd is read-only
+  return cookie_file(fd);
+}
+
+MF_EXPORT int close(int fd) {
+  Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too
+  if (v && v->maybe_virtual(fd)) v->close_fd(fd);   // before the number can be reused by another thread
+  ensure_init();
+  return real.close(fd);
+}
+MF_EXPORT int close_range(unsigned lo, unsigned hi, int flags) {
+  ensure_init();
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  if (v && !(flags & CLOSE_RANGE_CLOEXEC)) v->close_range_fds(lo, hi);
+  return real.close_range(lo, hi, flags);
+}
+
+MF_EXPORT int dup(int fd) {
+  Vfs* v = active();
+  if (!v || !v->maybe_virtual(fd)) return real.dup(fd);
+  int r = real.dup(fd);
+  track_dup(fd, r);
+  return r;
+}
+MF_EXPORT int dup2(int oldfd, int newfd) {
+  Vfs* v = active();
+  if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup2(oldfd, newfd);
+  if (oldfd == newfd) return real.dup2(oldfd, newfd);
+  forget(v, newfd);
+  int r = real.dup2(oldfd, newfd);
+  if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
+  return r;
+}
+MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  Vfs* v = active();
+  if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup3(oldfd, newfd, flags);
+  if (oldfd != newfd) forget(v, newfd);
+  int r = real.dup3(oldfd, newfd, flags);
+  if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
+  return r;
+}
+
+// Every fcntl argument is an int or a pointer; on x86-64 both travel in one register, so forwarding it as
+// a long is exact.
+MF_EXPORT int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  long arg = va_arg(ap, long);
+  va_end(ap);
+  Vfs* v = active();
+  if (!v || !v->maybe_virtual(fd) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)) return real.fcntl(fd, cmd, arg);
+  int r = real.fcntl(fd, cmd, arg);
+  track_dup(fd, r);
+  return r;
+}
+MF_EXPORT int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  long arg = va_arg(ap, long);
+  va_end(ap);
+  return fcntl(fd, cmd, arg);
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""Compatibility checks run under LD_PRELOAD (through harness.py): every operation on the mount must give
+what the same operation gives on the local copy (MF_LOCAL_DIR), byte for byte.
+
+usage: compat.py GROUP   (basic | dirs | mmap | safetensors | numpy | torch | threads | fork | errors)
+"""
+import errno
+import json
+import mmap
+import os
+import struct
+import sys
+import threading
+
+L = os.environ["MF_LOCAL_DIR"]
+M = os.environ["MF_MOUNT_DIR"]
+FILES = ["empty.bin", "one.bin", "page.bin", "odd.bin", "chunks.bin", "sub/dir/nested.bin", "sub/top.bin",
+         "config.json",
+         "model.safetensors"]
+
+
+def local(name):
+    with open(os.path.join(L, name), "rb") as f:
+        return f.read()
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def basic():
+    for name in FILES:
+        p = os.path.join(M, name)
+        with open(p, "rb") as f:
+            check(f.read() == local(name), "open().read() of " + name)
+        st, lst = os.stat(p), os.stat(os.path.join(L, name))
+        check(st.st_size == lst.st_size, "size of " + name)
+        check(oct(st.st_mode) == oct(0o100444), "mode of %s: %o" % (name, st.st_mode))
+        check(os.path.isfile(p) and not os.path.isdir(p), "isfile " + name)
+        check(os.path.realpath(p) == os.path.normpath(p), "realpath " + name)
+        check(os.path.getsize(p) == lst.st_size, "getsize")
+    # seeks, partial reads across chunk edges, unbuffered reads, pread
+    data = local("chunks.bin")
+    fd = os.open(os.path.join(M, "chunks.bin"), os.O_RDONLY)
+    for off, n in [(0, 10), ((1 << 20) - 5, 10), (3 << 20, 20000), (len(data) - 3, 100), (len(data) + 5, 10)]:
+        check(os.pread(fd, n, off) == data[off:off + n], "pread %d+%d" % (off, n))
+    os.lseek(fd, 1000, os.SEEK_SET)
+    check(os.read(fd, 5000) == data[1000:6000], "read after lseek")
+    check(os.lseek(fd, 0, os.SEEK_CUR) == 6000, "offset advanced")
+    fd2 = os.dup(fd)  # shares the offset, survives the close of the original
+    os.close(fd)
+    check(os.read(fd2, 10) == data[6000:6010], "read on dup after close of original")
+    check(os.lseek(fd2, 0, os.SEEK_END) == len(data), "SEEK_END")
+    check(os.fstat(fd2).st_size == len(data), "fstat size")
+    os.close(fd2)
+    with open(os.path.join(M, "config.json")) as f:
+        check(json.load(f)["hidden_size"] == 64, "json")
+    # the mount path is a directory; realpath of a relative path inside
+    check(os.path.isdir(M) and os.path.isdir(M + "/sub") and os.path.isdir(M + "/sub/"), "isdir")
+    check(os.path.realpath(M + "/sub/../odd.bin") == M + "/odd.bin", "realpath with ..")
+    try:
+        os.readlink(os.path.join(M, "odd.bin"))
+        check(False, "readlink should fail")
+    except OSError as e:
+        check(e.errno == errno.EINVAL, "readlink errno %d" % e.errno)
+    # a program's own files are unaffected
+    with open(__file__, "rb") as f:
+        check(f.read(10) == b"#!/usr/bin", "own file")
+
+
+def dirs():
+    check(sorted(os.listdir(M)) == sorted(os.listdir(L)), "listdir mount: %s" % os.listdir(M))
+    check(sorted(os.listdir(M + "/sub")) == ["dir", "top.bin"], "listdir sub")
+    for e in os.scandir(M):
+        le = os.path.join(L, e.name)
+        check(e.is_dir() == os.path.isdir(le) and e.is_file() == os.path.isfile(le), "scandir " + e.name)
+        check(e.stat().st_size == os.stat(le).st_size or e.is_dir(), "scandir stat " + e.name)
+    walked = sorted(os.path.relpath(os.path.join(d, f), M) for d, _, fs in os.walk(M) for f in fs)
+    check(walked == sorted(FILES), "os.walk: %s" % walked)
+    fd = os.open(M + "/sub", os.O_RDONLY | os.O_DIRECTORY)
+    check(sorted(os.listdir(fd)) == ["dir", "top.bin"], "listdir(fd)")
+    os.close(fd)
+
+
+def mmaps():
+    for name in FILES:
+        data = local(name)
+        if not data:
+            continue
+        with open(os.path.join(M, name), "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        check(m[:] == data, "mmap of " + name)
+        m.close()
+    with open(os.path.join(M, "chunks.bin"), "rb") as f:
+        m = mmap.mmap(f.fileno(), 8192, access=mmap.ACCESS_COPY, offset=1 << 20)
+    check(m[:] == local("chunks.bin")[1 << 20:(1 << 20) + 8192], "mmap with offset")
+    m[0:4] = b"abcd"  # private copy is writable
+    m.close()
+
+
+def load_safetensors(path):
+    """safetensors 0.8 as FACTS.md records it: open twice, two whole-file MAP_PRIVATE mappings (the second
+    read-write), both fds closed before use, header from the first, tensors copied from the second in
+    name-sorted order."""
+    import numpy as np
+    f1 = open(path, "rb")
+    m1 = mmap.mmap(f1.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    f2 = open(path, "rb")
+    m2 = mmap.mmap(f2.fileno(), 0, access=mmap.ACCESS_COPY)
+    f1.close()
+    f2.close()
+    n = struct.unpack("<Q", m1[:8])[0]
+    header = json.loads(m1[8:8 + n])
+    header.pop("__metadata__", None)
+    dt = {"F32": np.float32, "I64": np.int64}
+    out = {}
+    for name in sorted(header):
+        t = header[name]
+        a, b = t["data_offsets"]
+        arr = np.frombuffer(m2, dtype=dt[t["dtype"]], count=(b - a) // np.dtype(dt[t["dtype"]]).itemsize,
+                            offset=8 + n + a).reshape(t["shape"])
+        out[name] = arr.copy()
+        del arr
+    return out
+
+
+def safetensors():
+    got, want = load_safetensors(M + "/model.safetensors"), load_safetensors(L + "/model.safetensors")
+    check(sorted(got) == sorted(want), "tensor names")
+    for k in want:
+        check(got[k].tobytes() == want[k].tobytes(), "tensor " + k)
+
+
+def numpy_group():
+    import numpy as np
+    for name in ["odd.bin", "chunks.bin"]:
+        a = np.memmap(os.path.join(M, name), dtype=np.uint8, mode="r")
+        check(a.tobytes() == local(name), "memmap " + name)
+        b = np.fromfile(os.path.join(M, name), dtype=np.uint8)
+        check(b.tobytes() == local(name), "fromfile " + name)
+
+
+def torch_group():
+    import torch
+    with open(M + "/model.safetensors", "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    t = torch.frombuffer(m, dtype=torch.uint8)
+    check(bytes(t.numpy()) == local("model.safetensors"), "torch.frombuffer")
+
+
+def threads():
+    data = local("chunks.bin")
+    errors = []
+
+    def worker(i):
+        try:
+            fd = os.open(M + "/chunks.bin", os.O_RDONLY)
+            for j in range(40):
+                off = (i * 7919 + j * 104729) % len(data)
+                if os.pread(fd, 65536, off) != data[off:off + 65536]:
+                    errors.append((i, off))
+            os.close(fd)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    check(not errors, "threads: %s" % errors[:3])
+
+
+def fork():
+    data = local("chunks.bin")
+    with open(M + "/chunks.bin", "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    fd = os.open(M + "/odd.bin", os.O_RDONLY)
+    pid = os.fork()
+    if pid == 0:
+        ok = m[:] == data and os.pread(fd, 1000, 500000) == local("odd.bin")[500000:501000]
+        with open(M + "/one.bin", "rb") as g:  # a fresh open in the child: a new store
+            ok = ok and g.read() == local("one.bin")
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    check(status == 0, "child read wrong bytes")
+    check(m[:] == data, "parent mapping after fork")
+
+
+def errors():
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC, os.O_WRONLY | os.O_CREAT):
+        try:
+            os.open(M + "/odd.bin", flags)
+            check(False, "write-open succeeded")
+        except OSError as e:
+            check(e.errno == errno.EROFS, "write-open errno %d" % e.errno)
+    for p in (M + "/missing.bin", M + "/sub/missing", M + "/nodir/x"):
+        try:
+            os.stat(p)
+            check(False, "stat of missing")
+        except FileNotFoundError:
+            pass
+        check(not os.path.exists(p), "exists " + p)
+    try:
+        open(M + "/new.txt", "w")
+        check(False, "create succeeded")
+    except OSError as e:
+        check(e.errno == errno.EROFS, "create errno")
+
+
+GROUPS = {"basic": basic, "dirs": dirs, "mmap": mmaps, "safetensors": safetensors, "numpy": numpy_group,
+          "torch": torch_group, "threads": threads, "fork": fork, "errors": errors}
+
+if __name__ == "__main__":
+    GROUPS[sys.argv[1]]()
+    print("ok", sys.argv[1])

@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <optional>
 
+#include "core/util/thread.hpp"
 #include "core/vfs/vfs.hpp"
 
 #define MF_EXPORT extern "C" __attribute__((visibility("default")))
@@ -108,7 +109,7 @@ void ensure_init();
 // The engine when this call may be ours: init done, not re-entered from our own work, configuration valid.
 inline Vfs* active() {
   ensure_init();
-  if (t_busy) return nullptr;
+  if (t_busy || on_internal_thread()) return nullptr;  // our own work and our own threads pass through
   return g_vfs.load(std::memory_order_acquire);
 }
 

@@ -17,6 +17,7 @@ constexpr Command kCommands[] = {
     {"stat", "size, ETag and Last-Modified of one object", mf::cli::cmd_stat},
     {"cat", "write an object (or a byte range of it) to stdout", mf::cli::cmd_cat},
     {"get", "download an object to a file with parallel ranged GETs", mf::cli::cmd_get},
+    {"run", "run CMD with LD_PRELOAD=libmodelfetch.so and the mount set", mf::cli::cmd_run},
 };
 
 void print_usage(FILE* out) {

@@ -17,6 +17,7 @@
 #include "core/remote/transfer.hpp"
 #include "core/util/checked.hpp"
 #include "core/util/log.hpp"
+#include "core/util/thread.hpp"
 
 namespace mf {
 
@@ -98,7 +99,7 @@ Result<void> Client::Impl::ensure_started() {
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);  // keep that many idle for reuse
   rng = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ reinterpret_cast<uintptr_t>(this);
-  thread = std::thread([this] { loop(); });
+  thread = start_internal_thread([this] { loop(); });
   thread_id = thread.get_id();
   started.store(true, std::memory_order_release);
   return {};

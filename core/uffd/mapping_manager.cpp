@@ -36,6 +36,7 @@
 #include "core/uffd/uffd.hpp"
 #include "core/util/checked.hpp"
 #include "core/util/log.hpp"
+#include "core/util/thread.hpp"
 
 namespace mf {
 namespace {
@@ -119,8 +120,8 @@ Result<void> MappingManager::Impl::ensure_started() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  w->fault_thread = std::thread([this] { fault_loop(); });
-  for (int i = 0; i < kFillWorkers; ++i) w->fill_threads.emplace_back([this] { worker_loop(); });
+  w->fault_thread = start_internal_thread([this] { fault_loop(); });
+  for (int i = 0; i < kFillWorkers; ++i) w->fill_threads.push_back(start_internal_thread([this] { worker_loop(); }));
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return {};
 }

@@ -17,12 +17,13 @@
 #include <thread>
 
 #include "core/remote/store.hpp"
+#include "core/util/thread.hpp"
 
 namespace mf::test {
 
 class LocalDirStore final : public ObjectStore {
  public:
-  explicit LocalDirStore(std::string root) : root_(std::move(root)), worker_([this] { run(); }) {}
+  explicit LocalDirStore(std::string root) : root_(std::move(root)), worker_(start_internal_thread([this] { run(); })) {}
   ~LocalDirStore() override {
     {
       std::lock_guard lock(mu_);

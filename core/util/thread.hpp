@@ -1,0 +1,25 @@
+// Threads that modelfetch itself starts (the client's I/O thread, the fault thread, fill workers) are
+// marked, and the shim's hooks pass every libc call made on a marked thread straight to libc. Otherwise our
+// own I/O could wait on our own locks: e.g. curl's send() reaching the mapping check while fork preparation
+// holds the mapping lock and waits for that very transfer. Initial-exec TLS: one load, no allocation, safe
+// in a preloaded library.
+#pragma once
+
+#include <thread>
+#include <utility>
+
+namespace mf {
+
+extern thread_local bool t_internal_thread __attribute__((tls_model("initial-exec")));
+
+inline bool on_internal_thread() { return t_internal_thread; }
+
+template <class F>
+std::thread start_internal_thread(F&& body) {
+  return std::thread([body = std::forward<F>(body)]() mutable {
+    t_internal_thread = true;
+    body();
+  });
+}
+
+}  // namespace mf

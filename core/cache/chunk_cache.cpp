@@ -243,23 +243,24 @@ ChunkRef ChunkCache::make_ref(std::shared_ptr<void> pin, const std::byte* data, 
   return ref;
 }
 
-void ChunkCache::prefetch(const RemoteObject& object, uint64_t index) {
-  if (index >= chunk_count(object)) return;
+bool ChunkCache::prefetch(const RemoteObject& object, uint64_t index) {
+  if (index >= chunk_count(object)) return false;
   Impl& im = *impl_;
   std::shared_ptr<Chunk> c;
   {
     std::lock_guard lock(im.mu);
-    if (im.chunks.count(ChunkKey{object.id, index})) return;
+    if (im.chunks.count(ChunkKey{object.id, index})) return false;
     const uint64_t need = std::min(config_.chunk_size, object.size - index * config_.chunk_size);
     uint64_t alloc = 0;
     checked_align_up(need, page_size(), &alloc);
     if (!im.make_room(alloc, config_.budget_bytes, false)) {
       ++im.stats.prefetch_skipped;
-      return;
+      return false;
     }
     c = im.insert(object, index, config_.chunk_size, true);
   }
   im.start(store_, object, std::move(c));
+  return true;
 }
 
 Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Priority priority) {
@@ -344,6 +345,7 @@ CacheStats ChunkCache::stats() const {
   std::lock_guard lock(impl_->mu);
   CacheStats s = impl_->stats;
   s.resident_bytes = impl_->resident;
+  s.in_flight = impl_->inflight;
   s.bytes_served = impl_->bytes_served.load(std::memory_order_relaxed);
   return s;
 }

@@ -44,6 +44,7 @@ struct CacheStats {
   uint64_t evictions = 0;         // chunks dropped to make room
   uint64_t prefetch_skipped = 0;  // prefetch() calls dropped because the budget was full
   uint64_t fetch_errors = 0;      // fetches that failed (the entry was dropped; a later get retries)
+  uint64_t in_flight = 0;         // fetches sent to the store and not yet completed
 };
 
 // A pinned chunk: its buffer stays valid and resident while the Ref lives.
@@ -85,7 +86,8 @@ class ChunkCache {
   ChunkRef try_get(const RemoteObject& object, uint64_t index);
   // Starts fetching the chunk if neither resident nor in flight; never blocks the caller. When the budget
   // is full of chunks nobody has used yet (or pinned ones), the prefetch is skipped, not queued.
-  void prefetch(const RemoteObject& object, uint64_t index);
+  // True when this call started a fetch.
+  bool prefetch(const RemoteObject& object, uint64_t index);
 
   // Number of chunks of an object (0 for an empty object).
   uint64_t chunk_count(const RemoteObject& object) const;

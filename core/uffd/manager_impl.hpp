@@ -24,7 +24,7 @@ namespace mf {
 
 // Constants (why: DESIGN.md and the module comment of fault_loop.cpp).
 inline constexpr uint64_t kFaultBlock = 2ull << 20;  // bytes placed per fault: FACTS.md 2 MiB = 1.3 GB/s
-inline constexpr uint64_t kLookahead = 8;            // chunks the filler keeps in flight ahead of itself
+inline constexpr uint64_t kLookahead = 16;           // chunks the filler keeps in flight ahead of itself
 inline constexpr int kFaultFetchAttempts = 3;        // a fault retries a failed chunk before SIGBUS
 inline constexpr size_t kMsgBatch = 64;              // uffd messages read per read(2)
 inline constexpr int kFillWorkers = 3;               // threads serving parked faults and proactive fill
@@ -60,6 +60,7 @@ struct Region {
   std::atomic<bool> queued{false};   // in Workers::queue (or being stepped by a worker)
   std::atomic<uint64_t> cursor{0};   // written by the one worker stepping the region; read by splits
   uint64_t hcursor = 0;              // filler only
+  uint64_t sweep = 0;                // filler only: next chunk the background sweep requests (wrap only)
   bool fill_gave_up = false;         // filler only: a chunk failed; faults still retry it
 };
 
@@ -113,7 +114,7 @@ struct MappingManager::Impl {
   std::unordered_map<uint32_t, std::shared_ptr<const FillHint>> hints;  // by RemoteObject id
 
   std::atomic<uint64_t> faults{0}, fault_wait_ns{0}, bytes_mapped{0}, bytes_filled{0}, fault_bytes{0},
-      sigbus_pages{0}, eager_maps{0}, parked_faults{0};
+      sigbus_pages{0}, eager_maps{0}, parked_faults{0}, copy_ns{0}, fill_wait_ns{0};
 
   // mapping_manager.cpp
   void decide_mode();
@@ -140,6 +141,7 @@ struct MappingManager::Impl {
   // queues the region and prefetches the chunks ahead of the fault.
   void note_fault(const std::shared_ptr<Region>& r, uint64_t b0, uint64_t b1);
   bool fill_step(Region& r);  // fills one chunk; false when the region has no work inside its window
+  void sweep(Region& r);      // background requests for a whole-file (wrap) region
   bool next_target(Region& r, const FillHint* hint, uint64_t* k, uint64_t* p0, uint64_t* p1, uint64_t* hpos);
   void prefetch_after(const Region& r, const FillHint* hint, uint64_t k, uint64_t hpos, uint64_t n);
   std::shared_ptr<const FillHint> hint_for(uint32_t id);

@@ -453,6 +453,8 @@ MappingStats MappingManager::stats() const {
   s.sigbus_pages = im.sigbus_pages.load();
   s.eager_maps = im.eager_maps.load();
   s.parked_faults = im.parked_faults.load();
+  s.copy_ns = im.copy_ns.load();
+  s.fill_wait_ns = im.fill_wait_ns.load();
   return s;
 }
 

@@ -32,6 +32,8 @@ struct MappingStats {
   uint64_t sigbus_pages = 0;   // pages replaced by a SIGBUS mapping because their chunk failed for good
   uint64_t eager_maps = 0;     // mappings filled eagerly
   uint64_t parked_faults = 0;  // fault blocks whose chunk was not resident (served by a fill worker)
+  uint64_t copy_ns = 0;        // time spent in UFFDIO_COPY, all threads together
+  uint64_t fill_wait_ns = 0;   // time the proactive filler waited for chunks (network not overlapped)
 };
 
 // Real libc entry points the manager must use (the shim passes its real_* table; tests pass libc's).

@@ -83,9 +83,13 @@ TEST_CASE("a chunk is fetched once for many concurrent readers") {
 
 TEST_CASE("prefetch then get: one request, counted as a prefetch hit") {
   Fixture f(4 * kChunk);
-  f.cache->prefetch(*f.obj, 1);
-  f.cache->prefetch(*f.obj, 1);
+  f.store.delay_us = 50000;
+  CHECK(f.cache->prefetch(*f.obj, 1));        // started a fetch
+  CHECK_FALSE(f.cache->prefetch(*f.obj, 1));  // already in flight
+  CHECK(f.cache->stats().in_flight == 1);
   auto r = f.cache->get(*f.obj, 1, Priority::demand);
+  CHECK(f.cache->stats().in_flight == 0);
+  CHECK_FALSE(f.cache->prefetch(*f.obj, 1));  // resident
   REQUIRE(r);
   CHECK(f.store.requests == 1);
   CHECK(f.cache->stats().prefetch_hits == 1);
@@ -146,7 +150,7 @@ TEST_CASE("delivered chunks are evicted before unused prefetched ones; prefetch 
   while (f.cache->stats().chunks_fetched < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   f.cache->prefetch(*f.obj, 3);  // evicts delivered chunk 0 (prefetch may only evict delivered chunks)
   while (f.cache->stats().chunks_fetched < 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  f.cache->prefetch(*f.obj, 4);  // nothing delivered left: skipped
+  CHECK_FALSE(f.cache->prefetch(*f.obj, 4));  // nothing delivered left: skipped
   CHECK(f.cache->stats().prefetch_skipped == 1);
   CHECK(f.store.requests == 4);
   CHECK_FALSE(f.cache->try_get(*f.obj, 0));

@@ -151,18 +151,45 @@ TEST_CASE("cache lookahead follows faults, not offset order from 0") {
   Fx f(64 * kChunk, 20000);
   if (!uffd_here(f.mgr)) return;
   std::byte* p = f.map(f.ref.size());
-  CHECK(f.touch_ok(p, 30 * kChunk));  // window 1 chunk: prefetch 31, 32
+  CHECK(f.touch_ok(p, 30 * kChunk));  // window 1 chunk: prefetch 31 (and 32 from the fill step)
   CHECK(eventually([&] { auto l = f.store.request_log(); return logged(l, 31) && logged(l, 32); }));
-  CHECK(f.touch_ok(p, 10 * kChunk + 7 * kPage));  // window 2 chunks: prefetch 11..13
+  settle(f.mgr);
+  CHECK_FALSE(logged(f.store.request_log(), 33));  // one fault: lookahead bounded by the window
+  // A second fault means the mapping is in use: full lookahead (16 chunks) from it. The filler fills the
+  // 2-chunk window (to chunk 12) and prefetches up to 16 ahead of the chunk it fills (at most chunk 28).
+  CHECK(f.touch_ok(p, 10 * kChunk + 7 * kPage));
   CHECK(eventually([&] {
     auto l = f.store.request_log();
-    return logged(l, 11) && logged(l, 12) && logged(l, 13);
+    for (uint64_t k = 11; k <= 26; ++k)
+      if (!logged(l, k)) return false;
+    return true;
   }));
   settle(f.mgr);
   const auto log = f.store.request_log();
   CHECK_FALSE(logged(log, 0));
   CHECK_FALSE(logged(log, 1));
-  CHECK_FALSE(logged(log, 15));
+  CHECK_FALSE(logged(log, 29));
+  f.unmap(p, f.ref.size());
+}
+
+TEST_CASE("sweep: once the window covers the mapping, chunks far from the reader are requested early") {
+  Fx f(64 * kChunk, 100000);  // 100 ms per request, 4 store threads: ~25 ms per chunk at best
+  if (!uffd_here(f.mgr)) return;
+  std::byte* p = f.map(f.ref.size());
+  // Seven faults on chunks no earlier window reached: windows 1, 2, ... 64 chunks; the 7th (chunk 1) covers
+  // the mapping (wrap). Windows filled 41, 21-22, 51-54, 31-38, 61-63 and 11-42 before it.
+  for (uint64_t k : {40, 20, 50, 30, 60, 10, 1}) CHECK(f.touch_ok(p, k * kChunk));
+  // The filler goes on from chunk 2 upwards (2-9, 43-49, 55-59) and reaches chunk 0 only after wrapping
+  // round; no lookahead reaches back to it. The sweep requests chunk 0 (the first the mapping lacks in
+  // offset order) as soon as fewer than 16 fetches are in flight, long before chunk 59 is filled.
+  CHECK(eventually([&] { return logged(f.store.request_log(), 0); }, 5000));
+  CHECK_FALSE(chunk_full(p, 59));
+  CHECK(eventually([&] {
+    for (uint64_t k = 0; k < 64; ++k)
+      if (!chunk_full(p, k)) return false;
+    return true;
+  }, 10000));
+  CHECK(std::equal(p, p + f.ref.size(), f.ref.begin()));
   f.unmap(p, f.ref.size());
 }
 

@@ -34,13 +34,18 @@ void* resolve(const char* name, void* ours) {
   return p;
 }
 
+// The fork handlers run our own work on the program's thread: under Work, so the libc calls they make
+// (the client's wakeup write, the fills' reads) pass through instead of re-entering the locked manager.
 void atfork_prepare() {
+  Work w;
   if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->before_fork();
 }
 void atfork_parent() {
+  Work w;
   if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_parent();
 }
 void atfork_child() {
+  Work w;
   if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_child();
 }
 

@@ -138,9 +138,13 @@ std::string Bucket::etag_of(const std::string& key, uint64_t size, int64_t mtime
   gen += global_generation_.load() << 32;
   uint64_t h1 = mix64(size ^ mix64(static_cast<uint64_t>(mtime_ns) ^ mix64(inode ^ mix64(gen))));
   uint64_t h2 = mix64(h1 ^ 0x5bd1e995ULL);
-  char buf[40];
-  snprintf(buf, sizeof buf, "\"%016llx%016llx\"", static_cast<unsigned long long>(h1),
-           static_cast<unsigned long long>(h2));
+  // The "-N" suffix of a multipart upload (N parts of 8 MiB, the AWS CLI's part size): large model files
+  // are uploaded that way, and clients (rclone) then know the ETag is not an MD5 of the content and do not
+  // verify it against the bytes, which a hash of (size, mtime, inode) would fail.
+  uint64_t parts = size == 0 ? 1 : (size + (8 << 20) - 1) / (8 << 20);
+  char buf[64];
+  snprintf(buf, sizeof buf, "\"%016llx%016llx-%llu\"", static_cast<unsigned long long>(h1),
+           static_cast<unsigned long long>(h2), static_cast<unsigned long long>(parts));
   return buf;
 }
 
@@ -284,8 +288,8 @@ Reply Bucket::control(const Request& r, Stats& stats) {
       ++generation_[key];
     }
     int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    out.body = "{\"etag\":\"" + xml_escape(etag_of(key, static_cast<uint64_t>(st.st_size), mtime_ns, st.st_ino)) +
-               "\"}\n";
+    std::string etag = etag_of(key, static_cast<uint64_t>(st.st_size), mtime_ns, st.st_ino);
+    out.body = "{\"etag\":\"\\\"" + etag.substr(1, etag.size() - 2) + "\\\"\"}\n";  // JSON-escaped quotes
   } else {
     out.code = 404;
     out.body = "{\"error\":\"unknown control request\"}\n";

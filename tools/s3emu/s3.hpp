@@ -14,9 +14,9 @@
 // Anything else (PUT, DELETE, another bucket) → an S3 error. Authorization headers are accepted unverified,
 // signed or not (s3rver is the verifying server in the tests).
 //
-// ETag: a 128-bit mix of (size, mtime in ns, inode, generation) printed as 32 hex digits in quotes, so it
-// looks like S3's MD5 ETag, is stable across restarts for an unchanged file, and changes when the file is
-// rewritten or when its generation is bumped (POST /_emu/replace, or SIGUSR1 for every object).
+// ETag: a 128-bit mix of (size, mtime in ns, inode, generation) as 32 hex digits plus a multipart "-N"
+// suffix, in quotes (S3's form for multipart uploads: rclone verifies a plain 32-hex ETag as the content's
+// MD5); stable across restarts for an unchanged file, and changes when the file is rewritten or when its generation is bumped (POST /_emu/replace, or SIGUSR1 for every object).
 #pragma once
 
 #include <atomic>

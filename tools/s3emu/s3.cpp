@@ -298,6 +298,12 @@ Reply Bucket::control(const Request& r, Stats& stats) {
 }
 
 Reply Bucket::handle(const Request& r, Stats& stats) {
+  Reply rep = route(r, stats);
+  if (r.method == "HEAD") rep.head_only = true;  // a HEAD answer never carries a body, errors included
+  return rep;
+}
+
+Reply Bucket::route(const Request& r, Stats& stats) {
   stats.requests.fetch_add(1);
   if (r.path.rfind("/_emu/", 0) == 0) {
     stats.other.fetch_add(1);

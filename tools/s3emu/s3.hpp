@@ -64,6 +64,7 @@ class Bucket {
   void bump_all() { global_generation_.fetch_add(1); }  // async-signal-safe (lock-free atomic)
 
  private:
+  Reply route(const Request& r, Stats& stats);
   Reply object(const Request& r, bool head);
   Reply list(const Request& r);
   Reply control(const Request& r, Stats& stats);

@@ -17,7 +17,9 @@ Copies go into one preallocated numpy buffer per shard, or with --torch into tor
 torch.frombuffer(...).clone(). --manifest FILE (from modelfetch-genmodel) checks every tensor's offset,
 length and XXH3-64 (libxxhash.so.0 through ctypes) and exits 1 naming the first tensor that differs; hashing
 time is excluded from `seconds`. Prints one JSON line: bytes, seconds, gbps, first_tensor_s, tensors,
-verified. Exit 0 ok, 1 load or verification failure, 2 usage.
+verified. --progress FILE appends "t_seconds bytes" lines (time since the load started, bytes copied so far,
+at most one line per 10 ms plus the last) for the benchmark's bytes-over-time chart (scripts/bench).
+Exit 0 ok, 1 load or verification failure, 2 usage.
 """
 import argparse
 import ctypes
@@ -150,6 +152,14 @@ class Loader:
         self.first_tensor = None
         self.verify_seconds = 0.0
         self.keep = []  # what load_file returns: every tensor stays alive until the end
+        self.progress = open(args.progress, "w") if args.progress else None
+        self.progress_last = -1.0
+
+    def note_progress(self, start, final=False):
+        t = time.perf_counter() - start
+        if self.progress is not None and (final or t - self.progress_last >= 0.01):
+            self.progress.write("%.6f %d\n" % (t, self.bytes))
+            self.progress_last = t
 
     def check(self, fname, name, offset, length, address):
         t0 = time.perf_counter()
@@ -209,6 +219,7 @@ class Loader:
                 self.check(fname, name, data_start + b, n, addr)
             self.bytes += n
             self.tensors += 1
+            self.note_progress(start)
         if dest is not None:
             self.keep.append(dest)
         del src, raw
@@ -222,6 +233,9 @@ class Loader:
         for s in shards:
             self.load_shard(s, start)
         wall = time.perf_counter() - start
+        if self.progress is not None:
+            self.note_progress(start, final=True)
+            self.progress.close()
         if self.manifest is not None and self.tensors != len(self.manifest):
             raise LoadError("loaded %d tensors, manifest lists %d" % (self.tensors, len(self.manifest)))
         seconds = max(wall - self.verify_seconds, 1e-9)
@@ -236,6 +250,7 @@ def main():
     ap.add_argument("path", help="model folder or one .safetensors file")
     ap.add_argument("--manifest", help="manifest.json from modelfetch-genmodel: verify every tensor")
     ap.add_argument("--torch", action="store_true", help="copy into torch tensors (frombuffer().clone())")
+    ap.add_argument("--progress", help="append 't_seconds bytes' lines to FILE while loading")
     args = ap.parse_args()
     try:
         result = Loader(args).run()

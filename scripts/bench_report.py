@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""scripts/bench's bookkeeping (run with /usr/bin/python3).
+
+  record: one run's files (loader JSON, /usr/bin/time -v output, wall time, the emulator's /_emu/stats before
+          and after) → one JSON line on stdout.
+  report: runs.jsonl → results.json, results.md and bytes.png (bytes loaded over time, the median run of each
+          scenario; needs matplotlib, else the chart is skipped with a note).
+
+Per scenario, medians over its successful runs: wall (process start to exit, as seen by the script), load
+(the loader's own clock: first stat to last tensor copied, hash checks excluded), GB/s = tensor bytes / load,
+ratio to local-cold (its GB/s ÷ local-cold's), ratio to the emulated link capacity C = min(link-rate,
+conn-rate × connections) (the capacity the client could use at best; latency not counted), GETs and bytes
+fetched ÷ model bytes (emulator deltas), peak RSS of the loader (and of the FUSE daemon for mounts), time to
+first tensor.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+ORDER = ["local-cold", "local-warm", "s3fs", "rclone", "shim-none", "shim-default", "shim-no-uffd"]
+
+
+def parse_rate(s):
+    mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:].upper(), 1)
+    return float(s[:-1] if mult != 1 else s) * mult
+
+
+def read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def record(a):
+    out = {"scenario": a.scenario, "rep": a.rep, "status": a.status, "note": a.note}
+    d = a.run_dir
+    before, after = json.loads(a.before or "{}"), json.loads(a.after or "{}")
+    out["gets"] = after.get("get_object", 0) - before.get("get_object", 0)
+    out["heads"] = after.get("head_object", 0) - before.get("head_object", 0)
+    out["lists"] = after.get("list", 0) - before.get("list", 0)
+    out["bytes_fetched"] = after.get("bytes_served", 0) - before.get("bytes_served", 0)
+    if a.status == "ok":
+        lines = [l for l in read(os.path.join(d, "loader.json")).splitlines() if l.startswith("{")]
+        try:
+            lj = json.loads(lines[-1])
+            out.update(bytes=lj["bytes"], load_s=lj["seconds"], gbps=lj["gbps"], first_tensor_s=lj["first_tensor_s"],
+                       verified=lj.get("verified", False))
+        except (IndexError, ValueError, KeyError):
+            out.update(status="failed", note="no loader JSON: " + read(os.path.join(d, "loader.err"))[-300:])
+        out["wall_s"] = int(read(os.path.join(d, "wall_us"), "0") or 0) / 1e6
+        for line in read(os.path.join(d, "time.txt")).splitlines():
+            if "Maximum resident set size" in line:
+                out["peak_rss_kb"] = int(line.split(":")[1])
+        out["helper_rss_kb"] = a.helper_rss_kb
+        if os.path.exists(os.path.join(d, "progress")):
+            out["progress"] = os.path.join(d, "progress")
+        shim = os.path.join(d, "shim-stats.json")
+        if os.path.exists(shim):
+            try:
+                out["shim_stats"] = json.loads(read(shim))
+            except ValueError:
+                pass
+    print(json.dumps(out))
+
+
+def summarise(runs, a):
+    capacity = min(parse_rate(a.link_rate) or float("inf"), parse_rate(a.conn_rate) * a.connections or float("inf"))
+    by = {}
+    for r in runs:
+        by.setdefault(r["scenario"], []).append(r)
+    order = [s for s in ORDER if s in by] + sorted(s for s in by if s not in ORDER)
+    rows = []
+    for sc in order:
+        rs = by[sc]
+        ok = [r for r in rs if r["status"] == "ok"]
+        row = {"scenario": sc, "runs": len(rs), "ok": len(ok)}
+        if not ok:
+            row.update(status=rs[0]["status"], note=rs[0]["note"])
+            rows.append(row)
+            continue
+        med = lambda k: statistics.median(r.get(k, 0) for r in ok)  # noqa: E731
+        load = med("load_s")
+        median_run = min(ok, key=lambda r: abs(r["load_s"] - load))
+        row.update(status="ok", note=ok[0]["note"], wall_s=med("wall_s"), load_s=load,
+                   gbps=median_run["bytes"] / load / 1e9, first_tensor_s=med("first_tensor_s"),
+                   gets=med("gets"), bytes_fetched=med("bytes_fetched"),
+                   fetched_ratio=med("bytes_fetched") / a.model_bytes, peak_rss_mb=med("peak_rss_kb") / 1024,
+                   helper_rss_mb=med("helper_rss_kb") / 1024, verified=all(r.get("verified") for r in ok),
+                   progress=median_run.get("progress"), loads=[r["load_s"] for r in ok])
+        if sc.startswith("local"):
+            row["fetched_ratio"] = None
+        rows.append(row)
+    cold = next((r for r in rows if r["scenario"] == "local-cold" and r["status"] == "ok"), None)
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        r["vs_local_cold"] = r["gbps"] / cold["gbps"] if cold else None
+        r["vs_link"] = None if r["scenario"].startswith("local") else r["gbps"] * 1e9 / capacity
+    return rows, capacity
+
+
+def fmt(v, spec):
+    return "—" if v is None else format(v, spec)
+
+
+def write_md(rows, capacity, a, path):
+    lines = ["# modelfetch loading benchmark", "",
+             "Model %s (%d bytes), loader %s with --manifest (every tensor hash-checked), %d rep(s), medians; "
+             "scenarios alternate within each rep." % (a.size, a.model_bytes, a.loader, a.reps),
+             "Emulator: latency %s ms per request, conn-rate %s B/s, link-rate %s B/s, client connections %d." %
+             (a.latency_ms, a.conn_rate, a.link_rate, a.connections),
+             "Link capacity C = min(link-rate, conn-rate × connections) = %.2f GB/s (latency not counted)." %
+             (capacity / 1e9), "",
+             "| scenario | wall s | load s | GB/s | × local cold | × link C | GETs | fetched ÷ model | peak RSS MB "
+             "| FUSE daemon RSS MB | first tensor s | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append("| %s | | | | | | | | | | | %s: %s |" % (r["scenario"], r["status"], r["note"]))
+            continue
+        lines.append("| %s | %.2f | %.2f | %.3f | %s | %s | %d | %s | %.0f | %s | %.3f | %s |" % (
+            r["scenario"], r["wall_s"], r["load_s"], r["gbps"], fmt(r["vs_local_cold"], ".2f"),
+            fmt(r["vs_link"], ".2f"), r["gets"], fmt(r["fetched_ratio"], ".3f"), r["peak_rss_mb"],
+            fmt(r["helper_rss_mb"] or None, ".0f"), r["first_tensor_s"],
+            (r["note"] + "; " if r["note"] else "") + ("verified" if r["verified"] else "NOT verified") +
+            ("; loads " + " ".join("%.2f" % x for x in r["loads"]) if len(r["loads"]) > 1 else "")))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_chart(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib missing (apt-get install python3-matplotlib): no chart"
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for r in rows:
+        if r["status"] != "ok" or not r.get("progress"):
+            continue
+        pts = [l.split() for l in read(r["progress"]).splitlines() if l.strip()]
+        if pts:
+            ax.plot([0.0] + [float(p[0]) for p in pts], [0.0] + [int(p[1]) / 1e9 for p in pts], label=r["scenario"])
+    ax.set_xlabel("seconds since the loader started")
+    ax.set_ylabel("GB copied out of the model")
+    ax.set_title("bytes loaded over time (median run of each scenario)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return None
+
+
+def report(a):
+    with open(a.runs) as f:
+        runs = [json.loads(l) for l in f if l.strip()]
+    rows, capacity = summarise(runs, a)
+    note = write_chart(rows, os.path.join(a.out, "bytes.png"))
+    write_md(rows, capacity, a, os.path.join(a.out, "results.md"))
+    params = {k: getattr(a, k) for k in ("size", "reps", "latency_ms", "conn_rate", "link_rate", "connections",
+                                         "loader", "model_bytes")}
+    params["link_capacity_bytes_per_s"] = capacity
+    params["link_capacity_formula"] = "min(link_rate, conn_rate * connections)"
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump({"parameters": params, "scenarios": rows, "chart_note": note}, f, indent=1)
+    if note:
+        print(note, file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    for k in ("scenario", "status", "note", "run_dir", "before", "after"):
+        r.add_argument("--" + k.replace("_", "-"), default="")
+    r.add_argument("--rep", type=int, default=1)
+    r.add_argument("--helper-rss-kb", type=int, default=0)
+    p = sub.add_parser("report")
+    for k in ("runs", "out", "size", "latency_ms", "conn_rate", "link_rate", "loader"):
+        p.add_argument("--" + k.replace("_", "-"), required=True)
+    for k in ("model_bytes", "reps", "connections"):
+        p.add_argument("--" + k.replace("_", "-"), type=int, required=True)
+    a = ap.parse_args()
+    record(a) if a.cmd == "record" else report(a)
+
+
+if __name__ == "__main__":
+    main()

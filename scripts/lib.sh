@@ -9,7 +9,7 @@ MF_PY=/usr/bin/python3  # Debian's python: numpy, torch and boto3 come from apt 
 # Debian packages the build, the tests and the demo need.
 MF_APT_PACKAGES=(
   g++ pkg-config meson ninja-build
-  libcurl4-openssl-dev libmimalloc-dev libxxhash-dev rapidjson-dev doctest-dev libpugixml-dev
+  libcurl4-openssl-dev libxxhash-dev rapidjson-dev doctest-dev libpugixml-dev
   python3 python3-numpy python3-boto3 python3-torch
   nginx util-linux procps time s3fs rclone python3-matplotlib
 )

@@ -15,12 +15,12 @@
 // The budget is at least one chunk, so a get() always makes progress once pins are released; callers
 // never hold a ChunkRef while they call get() (read() releases each chunk before taking the next).
 //
-// Buffers come from mimalloc (mi_malloc_aligned, page-aligned) so that a whole page can be copied into a
-// mapping with UFFDIO_COPY; the bytes past EOF up to the page boundary are zeroed, as the kernel does for
+// Buffers are whole pages from mmap (chunk_buffer.hpp says why not mimalloc) so that a whole page can be
+// copied into a mapping with UFFDIO_COPY; the bytes past EOF up to the page boundary are zeroed, as the kernel does for
 // the last page of a file mapping. The lock is never held across a memcpy, an allocation or a store call.
 #include "core/cache/chunk_cache.hpp"
+#include "core/cache/chunk_buffer.hpp"
 
-#include <mimalloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,7 +65,7 @@ struct Chunk {
   bool in_lru = false;
   std::list<Chunk*>::iterator lru;
   ~Chunk() {
-    if (buf) mi_free(buf);
+    free_chunk_buffer(buf, alloc);
   }
 };
 
@@ -94,7 +94,7 @@ struct ChunkCache::Impl {
       if (c->in_lru) lru.erase(c->lru);
       c->in_lru = false;
       resident -= c->alloc;
-      if (c->buf) mi_free(c->buf);
+      free_chunk_buffer(c->buf, c->alloc);
       c->buf = nullptr;
       chunks.erase(it);  // may destroy c
     }
@@ -219,7 +219,7 @@ void ChunkCache::Impl::finish(const std::shared_ptr<Chunk>& c, Result<void> r) {
 
 // Allocates the buffer and sends the request, outside the lock (the caller released it).
 void ChunkCache::Impl::start(ObjectStore& store, const RemoteObject& o, std::shared_ptr<Chunk> c) {
-  auto* buf = static_cast<std::byte*>(mi_malloc_aligned(c->alloc, page_size()));
+  auto* buf = allocate_chunk_buffer(c->alloc);
   if (!buf) {
     finish(c, make_error(ENOMEM, "cannot allocate a cache chunk"));
     return;

@@ -66,6 +66,13 @@ struct Prefetcher::Impl {
   std::map<uint32_t, Stream> streams;            // by object id
   std::unordered_map<uint32_t, bool> planned;    // object ids with a plan job (done or not)
   std::unordered_map<uint32_t, SequentialWindow> windows;
+  std::unordered_map<uint32_t, int64_t> first_req;  // object id -> steady_clock ns
+
+  // Caller holds mu.
+  void note_request(uint32_t id) {
+    first_req.try_emplace(id, std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
   std::vector<std::string> shards;               // absolute paths, index order (the last index read)
   uint64_t seq = 0;
   PrefetcherStats st;
@@ -163,6 +170,10 @@ struct Prefetcher::Impl {
       std::lock_guard lock(mu);
       ++st.plan_failures;
     };
+    {
+      std::lock_guard lock(mu);
+      note_request(o.id);
+    }
     // The first chunk holds the length prefix and, almost always, the whole header.
     auto first = cache.get(o, 0, Priority::prefetch);
     if (!first) return fail(first.error().message);
@@ -257,6 +268,7 @@ struct Prefetcher::Impl {
             ++busy;
             unused += cache.config().chunk_size;
             ++st.chunks_requested;
+            note_request(s->object->id);
             ++s->next;
             break;
           case PrefetchOutcome::no_room:
@@ -343,6 +355,13 @@ void Prefetcher::on_fault(const RemoteObject& object, uint64_t chunk) {
   if (!impl_) return;
   std::lock_guard lock(impl_->mu);
   impl_->note_access(object.id, chunk);
+}
+
+int64_t Prefetcher::first_request_ns(uint32_t object_id) const {
+  if (!impl_) return -1;
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->first_req.find(object_id);
+  return it == impl_->first_req.end() ? -1 : it->second;
 }
 
 PrefetcherStats Prefetcher::stats() const {

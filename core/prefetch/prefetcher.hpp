@@ -68,6 +68,9 @@ class Prefetcher {
   void on_fault(const RemoteObject& object, uint64_t chunk);
 
   PrefetcherStats stats() const;
+  // When the engine first asked for a chunk of this object (header or data): steady_clock time since its
+  // epoch in ns, or -1. Shows lookahead: a shard requested before the program opened it.
+  int64_t first_request_ns(uint32_t object_id) const;
 
   // Waits until no plan job is pending and the feeder has nothing it may start now (tests).
   void wait_idle();

@@ -109,6 +109,17 @@ std::string Vfs::stats_json() const {
       w.Key("bytes_mapped");
       w.Uint64(c->bytes_mapped.load());
       const int64_t o = c->first_open_ns.load(), b = c->first_byte_ns.load();
+      w.Key("first_open_ms");  // since the first use of the mount (null: never opened)
+      if (o >= 0)
+        w.Double(static_cast<double>(o) / 1e6);
+      else
+        w.Null();
+      w.Key("first_prefetch_ms");  // when the prefetcher first asked for it, same clock (null: never)
+      const int64_t pr = obj != objects_.end() && prefetcher_ ? prefetcher_->first_request_ns(obj->second->id) : -1;
+      if (pr >= 0)
+        w.Double(static_cast<double>(pr - std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch()).count()) / 1e6);
+      else
+        w.Null();
       w.Key("time_to_first_byte_ms");  // first open to the first byte read or faulted in; null if none
       if (o >= 0 && b >= 0)
         w.Double(static_cast<double>(std::max<int64_t>(0, b - o)) / 1e6);

@@ -91,8 +91,8 @@ __attribute__((destructor)) void on_unload() {
 
 }  // namespace
 
-// While init runs on this thread (t_busy), a hook re-entered from it (mimalloc's own init opens
-// /proc/sys/vm/overcommit_memory when our first allocation reaches it) must not wait on the pthread_once
+// While init runs on this thread (t_busy), a hook re-entered from it (e.g. an allocator whose own init opens
+// a /proc file when our first allocation reaches it) must not wait on the pthread_once
 // it is inside: it passes through to the real symbol, which init resolved before allocating anything.
 void ensure_init() {
   if (!t_busy) pthread_once(&g_once, init_once);

@@ -15,6 +15,15 @@
 // The budget is at least one chunk, so a get() always makes progress once pins are released; callers
 // never hold a ChunkRef while they call get() (read() releases each chunk before taking the next).
 //
+// Priority. With max_prefetch_inflight > 0, at most that many prefetch fetches are with the store at once;
+// more wait in a FIFO (their budget bytes reserved, no buffer yet) and start as earlier ones finish. A
+// demand get() of a waiting chunk takes it out of the FIFO and sends it at once. The store (the curl client)
+// serves requests first come, first served on max_connections connections, so keeping prefetch below the
+// connection count is what lets a demand request (a fault, a read) overtake queued prefetch.
+//
+// Waste accounting: a chunk brought in by prefetch counts in unused_bytes until it is first read; one
+// evicted (or still resident at the end) without ever being read counts in bytes_wasted.
+//
 // Buffers are whole pages from mmap (chunk_buffer.hpp says why not mimalloc) so that a whole page can be
 // copied into a mapping with UFFDIO_COPY; the bytes past EOF up to the page boundary are zeroed, as the kernel does for
 // the last page of a file mapping. The lock is never held across a memcpy, an allocation or a store call.
@@ -27,6 +36,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -62,6 +72,9 @@ struct Chunk {
   uint32_t waiters = 0;  // get() calls waiting for this chunk
   bool delivered = false;
   bool by_prefetch = false;
+  bool queued = false;   // a prefetch waiting behind the cap (no buffer, not sent)
+  bool capped = false;   // a prefetch sent and counted against the cap
+  std::string key_name, etag;  // for a queued chunk: what to send when it starts
   bool in_lru = false;
   std::list<Chunk*>::iterator lru;
   ~Chunk() {
@@ -83,6 +96,13 @@ struct ChunkCache::Impl {
   std::list<Chunk*> lru;  // front = least recently used; only ready chunks
   uint64_t resident = 0;
   uint64_t inflight = 0;
+  ObjectStore* store = nullptr;
+  uint32_t cap = 0;                            // max_prefetch_inflight
+  uint64_t cap_inflight = 0;                   // prefetches sent and counted against cap
+  std::deque<std::shared_ptr<Chunk>> waiting;  // prefetches queued behind cap, FIFO
+  uint64_t unused = 0;        // alloc bytes of prefetched chunks not read yet
+  uint64_t unused_ready = 0;  // object bytes of those that are ready
+  uint64_t wasted = 0;        // object bytes of prefetched chunks dropped unread
   CacheStats stats;
   std::atomic<uint64_t> bytes_served{0};
   std::atomic<uint32_t> next_id{0};
@@ -91,6 +111,13 @@ struct ChunkCache::Impl {
   void drop(Chunk* c) {
     auto it = chunks.find(c->key);
     if (it != chunks.end() && it->second.get() == c) {
+      if (c->by_prefetch && !c->delivered) {
+        unused -= c->alloc;
+        if (c->state == ChunkState::ready) {
+          unused_ready -= c->length;
+          wasted += c->length;
+        }
+      }
       if (c->in_lru) lru.erase(c->lru);
       c->in_lru = false;
       resident -= c->alloc;
@@ -124,9 +151,34 @@ struct ChunkCache::Impl {
     if (c->in_lru) lru.splice(lru.end(), lru, c->lru);
   }
 
+  // First read of a ready chunk. Returns true when prefetch had brought it in.
+  bool deliver(Chunk* c) {
+    if (c->delivered) return false;
+    c->delivered = true;
+    if (!c->by_prefetch) return false;
+    unused -= c->alloc;
+    unused_ready -= c->length;
+    return true;
+  }
+
+  // Queued prefetches that may start now that the cap has room (caller holds the lock, starts them after).
+  std::vector<std::shared_ptr<Chunk>> take_startable() {
+    std::vector<std::shared_ptr<Chunk>> out;
+    while (cap && cap_inflight < cap && !waiting.empty()) {
+      auto c = std::move(waiting.front());
+      waiting.pop_front();
+      c->queued = false;
+      c->capped = true;
+      ++cap_inflight;
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
   std::shared_ptr<Chunk> insert(const RemoteObject& o, uint64_t index, uint64_t chunk_size, bool by_prefetch);
   void finish(const std::shared_ptr<Chunk>& c, Result<void> r);
   void start(ObjectStore& store, const RemoteObject& o, std::shared_ptr<Chunk> c);
+  void start(std::string key, std::string etag, std::shared_ptr<Chunk> c);
 };
 
 namespace {
@@ -147,6 +199,8 @@ struct Pin {
 
 ChunkCache::ChunkCache(ObjectStore& store, CacheConfig config)
     : store_(store), config_(config), impl_(std::make_unique<Impl>()) {
+  impl_->store = &store_;
+  impl_->cap = config_.max_prefetch_inflight;
   const uint64_t page = page_size();
   uint64_t cs = std::max<uint64_t>(config_.chunk_size, page);
   if (!checked_align_up(cs, page, &cs)) cs = 8ull << 20;
@@ -192,6 +246,7 @@ std::shared_ptr<Chunk> ChunkCache::Impl::insert(const RemoteObject& o, uint64_t 
   c->length = std::min(chunk_size, o.size - c->offset);
   checked_align_up(c->length, page_size(), &c->alloc);
   c->by_prefetch = by_prefetch;
+  if (by_prefetch) unused += c->alloc;
   chunks.emplace(c->key, c);
   resident += c->alloc;
   stats.peak_resident_bytes = std::max(stats.peak_resident_bytes, resident);
@@ -200,9 +255,14 @@ std::shared_ptr<Chunk> ChunkCache::Impl::insert(const RemoteObject& o, uint64_t 
 }
 
 void ChunkCache::Impl::finish(const std::shared_ptr<Chunk>& c, Result<void> r) {
-  std::lock_guard lock(mu);
+  std::unique_lock lock(mu);
+  if (c->capped) {
+    c->capped = false;
+    --cap_inflight;
+  }
   if (r) {
     c->state = ChunkState::ready;
+    if (c->by_prefetch && !c->delivered) unused_ready += c->length;
     lru.push_back(c.get());
     c->lru = std::prev(lru.end());
     c->in_lru = true;
@@ -215,10 +275,18 @@ void ChunkCache::Impl::finish(const std::shared_ptr<Chunk>& c, Result<void> r) {
   }
   --inflight;
   cv.notify_all();
+  auto next = take_startable();
+  lock.unlock();
+  for (auto& n : next) start(std::move(n->key_name), std::move(n->etag), n);
 }
 
 // Allocates the buffer and sends the request, outside the lock (the caller released it).
-void ChunkCache::Impl::start(ObjectStore& store, const RemoteObject& o, std::shared_ptr<Chunk> c) {
+void ChunkCache::Impl::start(ObjectStore& st, const RemoteObject& o, std::shared_ptr<Chunk> c) {
+  (void)st;
+  start(o.key, o.etag, std::move(c));
+}
+
+void ChunkCache::Impl::start(std::string key, std::string etag, std::shared_ptr<Chunk> c) {
   auto* buf = allocate_chunk_buffer(c->alloc);
   if (!buf) {
     finish(c, make_error(ENOMEM, "cannot allocate a cache chunk"));
@@ -229,8 +297,8 @@ void ChunkCache::Impl::start(ObjectStore& store, const RemoteObject& o, std::sha
     std::lock_guard lock(mu);
     c->buf = buf;
   }
-  RangeRequest req{o.key, o.etag, c->offset, c->length, buf};
-  store.read_async(std::move(req), [this, c](Result<void> r) { finish(c, std::move(r)); });
+  RangeRequest req{std::move(key), std::move(etag), c->offset, c->length, buf};
+  store->read_async(std::move(req), [this, c](Result<void> r) { finish(c, std::move(r)); });
 }
 
 ChunkRef ChunkCache::make_ref(std::shared_ptr<void> pin, const std::byte* data, uint64_t offset,
@@ -243,24 +311,40 @@ ChunkRef ChunkCache::make_ref(std::shared_ptr<void> pin, const std::byte* data, 
   return ref;
 }
 
-bool ChunkCache::prefetch(const RemoteObject& object, uint64_t index) {
-  if (index >= chunk_count(object)) return false;
+bool ChunkCache::prefetch(const RemoteObject& object, uint64_t index, Priority priority) {
+  return request_prefetch(object, index, priority) == PrefetchOutcome::started;
+}
+
+PrefetchOutcome ChunkCache::request_prefetch(const RemoteObject& object, uint64_t index, Priority priority) {
+  const bool demand = priority == Priority::demand;
+  if (index >= chunk_count(object)) return PrefetchOutcome::invalid;
   Impl& im = *impl_;
   std::shared_ptr<Chunk> c;
   {
     std::lock_guard lock(im.mu);
-    if (im.chunks.count(ChunkKey{object.id, index})) return false;
+    if (im.chunks.count(ChunkKey{object.id, index})) return PrefetchOutcome::present;
     const uint64_t need = std::min(config_.chunk_size, object.size - index * config_.chunk_size);
     uint64_t alloc = 0;
     checked_align_up(need, page_size(), &alloc);
-    if (!im.make_room(alloc, config_.budget_bytes, false)) {
+    if (!im.make_room(alloc, config_.budget_bytes, demand)) {
       ++im.stats.prefetch_skipped;
-      return false;
+      return PrefetchOutcome::no_room;
     }
-    c = im.insert(object, index, config_.chunk_size, true);
+    c = im.insert(object, index, config_.chunk_size, !demand);
+    if (!demand && im.cap && im.cap_inflight >= im.cap) {
+      c->queued = true;
+      c->key_name = object.key;
+      c->etag = object.etag;
+      im.waiting.push_back(std::move(c));
+      return PrefetchOutcome::started;
+    }
+    if (!demand && im.cap) {
+      c->capped = true;
+      ++im.cap_inflight;
+    }
   }
   im.start(store_, object, std::move(c));
-  return true;
+  return PrefetchOutcome::started;
 }
 
 Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Priority priority) {
@@ -278,6 +362,14 @@ Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Pri
     if (it != im.chunks.end()) {
       c = it->second;
       ++c->waiters;  // from here on the chunk cannot be evicted under us
+      if (c->queued && priority == Priority::demand) {  // overtakes the queued prefetches
+        im.waiting.erase(std::find(im.waiting.begin(), im.waiting.end(), c));
+        c->queued = false;
+        std::string k = std::move(c->key_name), e = std::move(c->etag);
+        lock.unlock();
+        im.start(std::move(k), std::move(e), c);
+        lock.lock();
+      }
       break;
     }
     missed = true;
@@ -299,7 +391,7 @@ Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Pri
     if (missed) ++im.stats.demand_misses;
     if (c->by_prefetch && !c->delivered) ++im.stats.prefetch_hits;
   }
-  c->delivered = true;
+  im.deliver(c.get());
   ++c->pins;
   im.touch(c.get());
   const std::byte* data = c->buf;
@@ -313,7 +405,7 @@ ChunkRef ChunkCache::try_get(const RemoteObject& object, uint64_t index) {
   auto it = im.chunks.find(ChunkKey{object.id, index});
   if (it == im.chunks.end() || it->second->state != ChunkState::ready) return {};
   std::shared_ptr<Chunk> c = it->second;
-  c->delivered = true;
+  if (im.deliver(c.get())) ++im.stats.prefetch_hits;  // the fault thread's lookup: a demand use
   ++c->pins;
   im.touch(c.get());
   const std::byte* data = c->buf;
@@ -346,6 +438,10 @@ CacheStats ChunkCache::stats() const {
   CacheStats s = impl_->stats;
   s.resident_bytes = impl_->resident;
   s.in_flight = impl_->inflight;
+  s.prefetch_queued = impl_->waiting.size();
+  s.prefetch_in_flight = impl_->cap_inflight;
+  s.unused_bytes = impl_->unused;
+  s.bytes_wasted = impl_->wasted + impl_->unused_ready;
   s.bytes_served = impl_->bytes_served.load(std::memory_order_relaxed);
   return s;
 }
@@ -366,6 +462,8 @@ void ChunkCache::after_fork_child() {
     im.drop(c);
   }
   im.inflight = 0;
+  im.waiting.clear();
+  im.cap_inflight = 0;
   im.mu.unlock();
 }
 

@@ -2,8 +2,8 @@
 // (Interface fixed by the skeleton; the implementation documents the algorithm and its constants here.)
 //
 // Objects are cut into fixed chunks (default 8 MiB). A chunk is keyed by (object identity incl. ETag,
-// chunk index), fetched once with one conditional range GET straight into a page-aligned buffer from a
-// mimalloc heap; concurrent requests for an in-flight chunk wait for it. The last chunk's buffer is padded
+// chunk index), fetched once with one conditional range GET straight into a page-aligned buffer from
+// mmap (chunk_buffer.hpp); concurrent requests for an in-flight chunk wait for it. The last chunk's buffer is padded
 // with zeros up to a page boundary so it can be copied into a mapping page by page.
 #pragma once
 
@@ -30,6 +30,17 @@ struct RemoteObject {
 struct CacheConfig {
   uint64_t chunk_size = 8ull << 20;   // multiple of the page size
   uint64_t budget_bytes = 1ull << 30; // chunk bytes resident at most (prefetch waits, demand may evict)
+  // Prefetch fetches sent to the store at once, at most (0: no cap). Further prefetches wait in a FIFO
+  // inside the cache (their bytes already reserved) and a demand get() of a waiting chunk sends it at
+  // once: with this below the store's connection count, a demand request never queues behind prefetch.
+  uint32_t max_prefetch_inflight = 0;
+};
+
+enum class PrefetchOutcome {
+  started,   // a fetch was sent (or queued behind the prefetch cap)
+  present,   // already resident or in flight: nothing to do
+  no_room,   // the budget is full of chunks nobody may evict for a prefetch: skipped
+  invalid,   // index past the end
 };
 
 enum class Priority { demand, prefetch };
@@ -44,7 +55,11 @@ struct CacheStats {
   uint64_t evictions = 0;         // chunks dropped to make room
   uint64_t prefetch_skipped = 0;  // prefetch() calls dropped because the budget was full
   uint64_t fetch_errors = 0;      // fetches that failed (the entry was dropped; a later get retries)
-  uint64_t in_flight = 0;         // fetches sent to the store and not yet completed
+  uint64_t in_flight = 0;         // fetches sent to the store and not yet completed (incl. queued prefetches)
+  uint64_t prefetch_queued = 0;   // prefetches waiting behind max_prefetch_inflight
+  uint64_t prefetch_in_flight = 0;  // prefetches sent and counted against max_prefetch_inflight
+  uint64_t unused_bytes = 0;      // bytes of prefetched chunks (queued, fetching or ready) nobody has read yet
+  uint64_t bytes_wasted = 0;      // fetched and never served: evicted unread + resident unread now
 };
 
 // A pinned chunk: its buffer stays valid and resident while the Ref lives.
@@ -86,8 +101,12 @@ class ChunkCache {
   ChunkRef try_get(const RemoteObject& object, uint64_t index);
   // Starts fetching the chunk if neither resident nor in flight; never blocks the caller. When the budget
   // is full of chunks nobody has used yet (or pinned ones), the prefetch is skipped, not queued.
-  // True when this call started a fetch.
-  bool prefetch(const RemoteObject& object, uint64_t index);
+  // True when this call started a fetch. Priority::demand (the fault thread asking for a faulting chunk
+  // before a worker waits on it) bypasses max_prefetch_inflight and may evict unused chunks.
+  bool prefetch(const RemoteObject& object, uint64_t index, Priority priority = Priority::prefetch);
+  // The same, saying why nothing was started (the prefetch scheduler retries `no_room` later).
+  PrefetchOutcome request_prefetch(const RemoteObject& object, uint64_t index,
+                                   Priority priority = Priority::prefetch);
 
   // Number of chunks of an object (0 for an empty object).
   uint64_t chunk_count(const RemoteObject& object) const;

@@ -186,7 +186,7 @@ void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs, ui
       resolve(j, ref);
       continue;
     }
-    cache.prefetch(*j.region->object, j.chunk);  // demand chunks are requested before any lookahead
+    cache.prefetch(*j.region->object, j.chunk, Priority::demand);  // demand chunks are requested before any lookahead
     parked.push_back(std::move(j));
   }
   if (!parked.empty()) {

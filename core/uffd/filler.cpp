@@ -65,6 +65,11 @@ std::shared_ptr<const FillHint> MappingManager::Impl::hint_for(uint32_t id) {
 void MappingManager::Impl::note_fault(const std::shared_ptr<Region>& rp, uint64_t b0, uint64_t b1) {
   Region& r = *rp;
   if (r.data_pages == 0) return;
+  if (observer) observer(*r.object, chunk_of(r, b0));
+  if (fill_policy == FillPolicy::none) {  // the fault's own block only: no window, lookahead or sweep
+    r.nfaults.fetch_add(1);
+    return;
+  }
   const uint64_t w = window_pages(r.nfaults.fetch_add(1) + 1);
   if (w >= r.data_pages) r.wrap.store(true);
   const uint64_t k = chunk_of(r, b0), cs = cache.config().chunk_size;

@@ -109,6 +109,8 @@ struct MappingManager::Impl {
   std::mutex mu;  // guards regions and workers
   std::map<uintptr_t, std::shared_ptr<Region>> regions;
   std::atomic<size_t> region_count{0};
+  FillPolicy fill_policy = FillPolicy::readahead;
+  FaultObserver observer;
   Workers* workers = nullptr;
   std::mutex hint_mu;  // guards hints
   std::unordered_map<uint32_t, std::shared_ptr<const FillHint>> hints;  // by RemoteObject id

@@ -442,6 +442,9 @@ void MappingManager::hint_order(const RemoteObject& object, std::vector<uint64_t
     im.hints.erase(object.id);
 }
 
+void MappingManager::set_fill_policy(FillPolicy policy) { impl_->fill_policy = policy; }
+void MappingManager::set_fault_observer(FaultObserver observer) { impl_->observer = std::move(observer); }
+
 MappingStats MappingManager::stats() const {
   const Impl& im = *impl_;
   MappingStats s;

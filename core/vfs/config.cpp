@@ -98,6 +98,9 @@ Result<VfsConfig> parse_config(const EnvLookup& env, uint64_t ram_bytes) {
   if (*cache < 2 * c.chunk_size)  // one chunk being read while the next is fetched
     return bad("MODELFETCH_CACHE_SIZE", *env("MODELFETCH_CACHE_SIZE"), "at least two chunks (2 x chunk size)");
   c.cache_size = *cache;
+  auto prefetch = parse_prefetch_config(env);
+  if (!prefetch) return prefetch.error();
+  c.prefetch = *prefetch;
   auto mounts = parse_mounts(env);
   if (!mounts) return mounts.error();
   c.mounts = std::move(*mounts);

@@ -10,6 +10,8 @@
 //   MODELFETCH_CACHE_SIZE                  default 25% of RAM, at most 16 GiB (the cache holds whole chunks;
 //                                          a quarter of RAM leaves the rest to the program that loads the model)
 //   MODELFETCH_CHUNK_SIZE                  default 8 MiB (a multiple of 4 KiB, 64 KiB..1 GiB)
+//   MODELFETCH_PREFETCH, MODELFETCH_THREADS, MODELFETCH_MAX_INFLIGHT, MODELFETCH_LOOKAHEAD_FILES
+//                                          the prefetch engine (core/prefetch/policy.hpp)
 //
 // Any invalid value is an Error naming the variable and the expected form; the shim prints it once and then
 // passes every call through, so the program still runs (on local files only).
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/prefetch/policy.hpp"
 #include "core/util/env.hpp"
 #include "core/util/log.hpp"
 #include "core/util/result.hpp"
@@ -38,6 +41,7 @@ struct VfsConfig {
   std::string stats_file;
   uint64_t cache_size = 0;
   uint64_t chunk_size = 8ull << 20;
+  PrefetchConfig prefetch;
 };
 
 // 25% of ram_bytes, clamped to [256 MiB, 16 GiB].

@@ -28,6 +28,10 @@ struct FileCounters {
   std::atomic<uint64_t> bytes_served{0};
   std::atomic<uint64_t> bytes_mapped{0};
   std::atomic<uint64_t> opens{0};
+  // Nanoseconds since the Vfs started: the first open, and the first byte handed to the program (a read
+  // or a mapping's fault). -1 until it happens.
+  std::atomic<int64_t> first_open_ns{-1};
+  std::atomic<int64_t> first_byte_ns{-1};
 };
 
 // One open() of a mounted path: what every dup of the fd shares. The offset lives in the kernel (memfd).

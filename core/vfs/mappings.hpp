@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,13 @@ namespace mf {
 
 enum class MapMode { uffd, eager };
 enum class UffdSetting { automatic, on, off };  // MODELFETCH_UFFD=auto|on|off
+// readahead: the lazy fill window, cache lookahead and sweep (the default). none: a fault gets its own
+// block and nothing else is fetched or copied ahead (MODELFETCH_PREFETCH=none, the unoptimised baseline).
+// Eager mode fills whole mappings at map() whatever the policy (it cannot be lazy).
+enum class FillPolicy { readahead, none };
+// Called on the fault thread for every fault block (and fill_for_kernel range): the object and the chunk
+// index it falls in. Must not block.
+using FaultObserver = std::function<void(const RemoteObject& object, uint64_t chunk)>;
 
 struct MappingStats {
   uint64_t uffd_faults = 0;    // fault messages resolved
@@ -85,6 +93,10 @@ class MappingManager {
   // fault's chunk on, then the rest in offset order. Duplicates and indices past the end are dropped; an
   // empty vector removes the hint. Untouched mappings stay untouched.
   void hint_order(const RemoteObject& object, std::vector<uint64_t> chunk_indices);
+
+  // Set once, before the first map() (not synchronised with the fault thread).
+  void set_fill_policy(FillPolicy policy);
+  void set_fault_observer(FaultObserver observer);
 
   MappingStats stats() const;
 

@@ -41,7 +41,28 @@ Vfs::Vfs(VfsConfig config, VfsDeps deps)
   }
 }
 
-Vfs::~Vfs() = default;
+Vfs::~Vfs() {
+  if (prefetcher_) prefetcher_->shutdown();  // its threads use mm_ (hints) and cache_
+}
+
+int64_t Vfs::since_start_ns() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Vfs::note_first_byte(FileCounters& c) const {
+  if (c.first_byte_ns.load(std::memory_order_relaxed) >= 0) return;
+  int64_t none = -1;
+  c.first_byte_ns.compare_exchange_strong(none, since_start_ns());
+}
+
+// The object of a file below a mount (for the shards an index names), or nullptr.
+std::shared_ptr<const RemoteObject> Vfs::resolve_object(const std::string& abs_path) {
+  auto m = match(abs_path);
+  if (!m) return nullptr;
+  auto node = tree_.lookup(key_bases_[m->mount], m->rel());
+  if (!node || node->kind != NodeKind::file) return nullptr;
+  return object_for(m->path, *node);
+}
 
 bool Vfs::may_match(std::string_view p) const {
   if (needs_normalising(p)) return true;
@@ -73,11 +94,29 @@ void Vfs::ensure_engine() {
   CacheConfig cc;
   cc.chunk_size = config_.chunk_size;
   cc.budget_bytes = config_.cache_size;
+  const PrefetchConfig& pc = config_.prefetch;
+  if (pc.policy != PrefetchPolicy::none) cc.max_prefetch_inflight = pc.max_inflight;
   cache_ = std::make_unique<ChunkCache>(router_, cc);
   mm_ = std::make_unique<MappingManager>(*cache_, config_.uffd, deps_.map_sys);
-  MF_INFO("first use of a mounted path: cache %llu MiB, chunks %llu KiB",
+  MappingManager* mm = mm_.get();
+  PrefetchHooks hooks;
+  hooks.resolve = [this](const std::string& p) { return resolve_object(p); };
+  hooks.hint_order = [mm](const RemoteObject& o, std::vector<uint64_t> order) { mm->hint_order(o, std::move(order)); };
+  prefetcher_ = std::make_unique<Prefetcher>(*cache_, pc, std::move(hooks));
+  if (pc.policy == PrefetchPolicy::none) mm_->set_fill_policy(FillPolicy::none);
+  mm_->set_fault_observer([this](const RemoteObject& o, uint64_t chunk) {
+    prefetcher_->on_fault(o, chunk);
+    std::shared_ptr<FileCounters> c;
+    {
+      std::lock_guard lock(objects_mu_);
+      if (auto it = counters_.find(o.path); it != counters_.end()) c = it->second;
+    }
+    if (c) note_first_byte(*c);
+  });
+  MF_INFO("first use of a mounted path: cache %llu MiB, chunks %llu KiB, prefetch %s (%u in flight, %u files ahead)",
           static_cast<unsigned long long>(cc.budget_bytes >> 20),
-          static_cast<unsigned long long>(cc.chunk_size >> 10));
+          static_cast<unsigned long long>(cc.chunk_size >> 10), std::string(policy_name(pc.policy)).c_str(),
+          pc.max_inflight, pc.lookahead_files);
   mm_ptr_.store(mm_.get(), std::memory_order_release);
 }
 
@@ -133,6 +172,8 @@ Result<std::shared_ptr<OpenFile>> Vfs::make_open_file(const MountedPath& p, cons
     auto& c = counters_[p.path];
     if (!c) c = std::make_shared<FileCounters>();
     c->opens.fetch_add(1, std::memory_order_relaxed);
+    int64_t none = -1;
+    c->first_open_ns.compare_exchange_strong(none, since_start_ns());
     f->counters = c;
   }
   return f;
@@ -168,6 +209,7 @@ Result<int> Vfs::open(const MountedPath& p, int flags) {
   }
   (*file)->memfd_dev = st.st_dev;
   (*file)->memfd_ino = st.st_ino;
+  if ((*file)->object) prefetcher_->on_open((*file)->object);
   fds_.put(fd, std::move(*file));
   return fd;
 }
@@ -193,6 +235,8 @@ Result<size_t> Vfs::read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t
     return got.error();
   }
   f.counters->bytes_served.fetch_add(*got, std::memory_order_relaxed);
+  if (*got > 0) note_first_byte(*f.counters);
+  prefetcher_->on_read(f.object, offset, *got);
   return got;
 }
 

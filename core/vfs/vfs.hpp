@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/cache/chunk_cache.hpp"
+#include "core/prefetch/prefetcher.hpp"
 #include "core/vfs/config.hpp"
 #include "core/vfs/fd_table.hpp"
 #include "core/vfs/mappings.hpp"
@@ -107,6 +108,9 @@ class Vfs {
   std::shared_ptr<const RemoteObject> object_for(const std::string& path, const Node& node);
   struct stat stat_of(const std::string& path, const Node& node) const;
   Result<size_t> read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t n);
+  std::shared_ptr<const RemoteObject> resolve_object(const std::string& abs_path);
+  void note_first_byte(FileCounters& c) const;
+  int64_t since_start_ns() const;
 
   VfsConfig config_;
   VfsDeps deps_;
@@ -118,6 +122,7 @@ class Vfs {
 
   std::mutex engine_mu_;
   std::unique_ptr<ChunkCache> cache_;
+  std::unique_ptr<Prefetcher> prefetcher_;  // destroyed after mm_ (whose fault thread calls it)
   std::unique_ptr<MappingManager> mm_;
   std::atomic<MappingManager*> mm_ptr_{nullptr};
 

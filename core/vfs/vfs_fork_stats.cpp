@@ -9,6 +9,8 @@
 #include <rapidjson/writer.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "core/vfs/vfs.hpp"
 
 namespace mf {
@@ -31,6 +33,7 @@ void Vfs::after_fork_child() {
   router_.after_fork_child();
   if (cache_) cache_->after_fork_child();
   if (mm_) mm_->after_fork_child();
+  if (prefetcher_) prefetcher_->after_fork_child();
   engine_mu_.unlock();
 }
 
@@ -54,6 +57,35 @@ std::string Vfs::stats_json() const {
   w.Uint64(ms.uffd_faults);
   w.Key("fault_wait_ms");
   w.Double(static_cast<double>(ms.fault_wait_ns) / 1e6);
+  w.Key("prefetch");
+  w.String(std::string(policy_name(config_.prefetch.policy)).c_str());
+  w.Key("prefetch_hits");
+  w.Uint64(cs.prefetch_hits);
+  w.Key("demand_misses");
+  w.Uint64(cs.demand_misses);
+  w.Key("bytes_wasted");  // fetched into the cache and never read: evicted unread, or unread at exit
+  w.Uint64(cs.bytes_wasted);
+  w.Key("peak_cache_bytes");
+  w.Uint64(cs.peak_resident_bytes);
+  w.Key("cache_budget_bytes");
+  w.Uint64(cache_ ? cache_->config().budget_bytes : config_.cache_size);
+  w.Key("chunk_size");
+  w.Uint64(cache_ ? cache_->config().chunk_size : config_.chunk_size);
+  w.Key("chunks_fetched");
+  w.Uint64(cs.chunks_fetched);
+  w.Key("evictions");
+  w.Uint64(cs.evictions);
+  {
+    PrefetcherStats ps = prefetcher_ ? prefetcher_->stats() : PrefetcherStats{};
+    w.Key("plans");
+    w.Uint64(ps.plans);
+    w.Key("plan_failures");
+    w.Uint64(ps.plan_failures);
+    w.Key("lookahead_files");
+    w.Uint64(ps.lookahead_files);
+    w.Key("prefetch_requests");
+    w.Uint64(ps.chunks_requested);
+  }
   w.Key("retries");
   w.Uint64(ss.retries);
   w.Key("errors");
@@ -76,6 +108,23 @@ std::string Vfs::stats_json() const {
       w.Uint64(c->bytes_served.load());
       w.Key("bytes_mapped");
       w.Uint64(c->bytes_mapped.load());
+      const int64_t o = c->first_open_ns.load(), b = c->first_byte_ns.load();
+      w.Key("first_open_ms");  // since the first use of the mount (null: never opened)
+      if (o >= 0)
+        w.Double(static_cast<double>(o) / 1e6);
+      else
+        w.Null();
+      w.Key("first_prefetch_ms");  // when the prefetcher first asked for it, same clock (null: never)
+      const int64_t pr = obj != objects_.end() && prefetcher_ ? prefetcher_->first_request_ns(obj->second->id) : -1;
+      if (pr >= 0)
+        w.Double(static_cast<double>(pr - std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch()).count()) / 1e6);
+      else
+        w.Null();
+      w.Key("time_to_first_byte_ms");  // first open to the first byte read or faulted in; null if none
+      if (o >= 0 && b >= 0)
+        w.Double(static_cast<double>(std::max<int64_t>(0, b - o)) / 1e6);
+      else
+        w.Null();
       w.EndObject();
     }
   }

@@ -251,6 +251,10 @@ TEST_CASE("prefetcher: the file in use goes before lookahead files") {
   pf.on_open(ix);  // plans a (rank 1) and b (rank 2)
   pf.on_open(b);   // b is in use now: rank 0
   pf.wait_idle();
+  // Wait for the outcome itself, not for a quiet spell: on a loaded machine the feeder can pause longer than
+  // wait_quiet's grace period between two of a's chunks.
+  for (int i = 0; i < 1000 && chunks_of(store.log(), "m/a.safetensors").size() < name_plan(bytes).size(); ++i)
+    std::this_thread::sleep_for(10ms);
   wait_quiet(cache);
   auto log = store.log();
   size_t last_b = 0, first_a_data = log.size();

@@ -6,15 +6,6 @@ namespace mf {
 
 namespace {
 
-Error bad_var(std::string_view name, std::string_view value, std::string_view expected) {
-  std::string msg(name);
-  msg += "='";
-  msg += value;
-  msg += "': expected ";
-  msg += expected;
-  return make_error(EINVAL, std::move(msg));
-}
-
 std::string get(const EnvLookup& env, std::string_view name) {
   auto v = env(name);
   return v ? *v : std::string();
@@ -33,10 +24,10 @@ Result<std::string> parse_endpoint(std::string_view v) {
   std::string_view rest;
   if (v.starts_with("http://")) rest = v.substr(7);
   else if (v.starts_with("https://")) rest = v.substr(8);
-  else return bad_var("AWS_ENDPOINT_URL", v, kForm);
+  else return bad_variable("AWS_ENDPOINT_URL", v, kForm);
   std::string_view host = rest.substr(0, rest.find('/'));
   if (host.empty() || v.find_first_of("@?# \t\r\n") != std::string_view::npos)
-    return bad_var("AWS_ENDPOINT_URL", v, kForm);
+    return bad_variable("AWS_ENDPOINT_URL", v, kForm);
   while (v.ends_with('/')) v.remove_suffix(1);
   return std::string(v);
 }
@@ -96,7 +87,7 @@ Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
     region_var = "AWS_DEFAULT_REGION";
   }
   if (!region.empty()) {
-    if (!valid_region(region)) return bad_var(region_var, region, "a region like us-east-1");
+    if (!valid_region(region)) return bad_variable(region_var, region, "a region like us-east-1");
     c.region = region;
   }
   std::string endpoint = get(env, "AWS_ENDPOINT_URL");
@@ -109,7 +100,7 @@ Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
   std::string addressing = get(env, "MODELFETCH_S3_ADDRESSING");
   if (addressing == "path") c.addressing = Addressing::path;
   else if (addressing == "virtual") c.addressing = Addressing::virtual_host;
-  else if (!addressing.empty()) return bad_var("MODELFETCH_S3_ADDRESSING", addressing, "path or virtual");
+  else if (!addressing.empty()) return bad_variable("MODELFETCH_S3_ADDRESSING", addressing, "path or virtual");
   c.ca_bundle = get(env, "AWS_CA_BUNDLE");
   if (auto r = read_tuning(env, &c); !r) return r.error();
   return c;

@@ -87,8 +87,7 @@ Result<bool> parse_bool(std::string_view text) {
   return make_error(EINVAL, "not a boolean");
 }
 
-namespace {
-Error bad_var(std::string_view name, std::string_view value, std::string_view expected) {
+Error bad_variable(std::string_view name, std::string_view value, std::string_view expected) {
   std::string msg(name);
   msg += "='";
   msg += value;
@@ -96,13 +95,12 @@ Error bad_var(std::string_view name, std::string_view value, std::string_view ex
   msg += expected;
   return make_error(EINVAL, std::move(msg));
 }
-}  // namespace
 
 Result<uint64_t> env_size(const EnvLookup& env, std::string_view name, uint64_t fallback) {
   auto v = env(name);
   if (!v || v->empty()) return fallback;
   auto r = parse_size(*v);
-  if (!r) return bad_var(name, *v, "a size like 8G, 512M or 1048576");
+  if (!r) return bad_variable(name, *v, "a size like 8G, 512M or 1048576");
   return r;
 }
 
@@ -112,7 +110,7 @@ Result<uint64_t> env_uint(const EnvLookup& env, std::string_view name, uint64_t 
   if (!v || v->empty()) return fallback;
   auto r = parse_uint(*v);
   if (!r || *r < min_value || *r > max_value)
-    return bad_var(name, *v,
+    return bad_variable(name, *v,
                    "an integer from " + std::to_string(min_value) + " to " + std::to_string(max_value));
   return r;
 }
@@ -121,7 +119,7 @@ Result<bool> env_bool(const EnvLookup& env, std::string_view name, bool fallback
   auto v = env(name);
   if (!v || v->empty()) return fallback;
   auto r = parse_bool(*v);
-  if (!r) return bad_var(name, *v, "1/0, true/false, yes/no or on/off");
+  if (!r) return bad_variable(name, *v, "1/0, true/false, yes/no or on/off");
   return r;
 }
 

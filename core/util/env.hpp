@@ -28,6 +28,9 @@ Result<uint64_t> parse_uint(std::string_view text);
 // 1/0, true/false, yes/no, on/off.
 Result<bool> parse_bool(std::string_view text);
 
+// The one-line error for a malformed variable: "NAME='value': expected EXPECTED" (EINVAL).
+Error bad_variable(std::string_view name, std::string_view value, std::string_view expected);
+
 // Reads an optional variable with a parser; an unparsable value is an error naming the variable and the
 // expected form, e.g. "MODELFETCH_CACHE_SIZE='abc': expected a size like 8G, 512M or 1048576".
 Result<uint64_t> env_size(const EnvLookup& env, std::string_view name, uint64_t fallback);

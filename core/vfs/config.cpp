@@ -10,20 +10,11 @@ namespace {
 constexpr uint64_t kMinCache = 256ull << 20;
 constexpr uint64_t kMaxCache = 16ull << 30;
 
-Error bad(std::string_view name, std::string_view value, std::string_view expected) {
-  std::string msg(name);
-  msg += "='";
-  msg += value;
-  msg += "': expected ";
-  msg += expected;
-  return make_error(EINVAL, std::move(msg));
-}
-
 Result<std::string> parse_mount_path(std::string_view name, std::string_view value) {
   if (value.empty() || value[0] != '/')
-    return bad(name, value, "an absolute local path like /models");
+    return bad_variable(name, value, "an absolute local path like /models");
   std::string norm = normalize_path(value);
-  if (norm == "/") return bad(name, value, "an absolute local path other than / (like /models)");
+  if (norm == "/") return bad_variable(name, value, "an absolute local path other than / (like /models)");
   return norm;
 }
 
@@ -38,12 +29,12 @@ Result<std::vector<MountSpec>> parse_mounts(const EnvLookup& env) {
       rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
       if (item.empty()) continue;
       size_t eq = item.find('=');
-      if (eq == std::string_view::npos) return bad("MODELFETCH_MOUNTS", *list, kForm);
+      if (eq == std::string_view::npos) return bad_variable("MODELFETCH_MOUNTS", *list, kForm);
       auto path = parse_mount_path("MODELFETCH_MOUNTS", item.substr(0, eq));
-      if (!path || !valid_remote(item.substr(eq + 1))) return bad("MODELFETCH_MOUNTS", *list, kForm);
+      if (!path || !valid_remote(item.substr(eq + 1))) return bad_variable("MODELFETCH_MOUNTS", *list, kForm);
       mounts.push_back(MountSpec{*path, std::string(item.substr(eq + 1))});
     }
-    if (mounts.empty()) return bad("MODELFETCH_MOUNTS", *list, kForm);
+    if (mounts.empty()) return bad_variable("MODELFETCH_MOUNTS", *list, kForm);
   } else {
     auto remote = env("MODELFETCH_REMOTE");
     auto mount = env("MODELFETCH_MOUNT");
@@ -53,7 +44,7 @@ Result<std::vector<MountSpec>> parse_mounts(const EnvLookup& env) {
                         "MODELFETCH_REMOTE=s3://bucket/prefix (or https://host/path) and "
                         "MODELFETCH_MOUNT=/local/path, or MODELFETCH_MOUNTS=\"/local/a=s3://bucket/x;...\"");
     if (!valid_remote(*remote))
-      return bad("MODELFETCH_REMOTE", *remote, "s3://bucket/prefix, http://host/path or https://host/path");
+      return bad_variable("MODELFETCH_REMOTE", *remote, "s3://bucket/prefix, http://host/path or https://host/path");
     auto path = parse_mount_path("MODELFETCH_MOUNT", *mount);
     if (!path) return path.error();
     mounts.push_back(MountSpec{*path, *remote});
@@ -78,25 +69,25 @@ Result<VfsConfig> parse_config(const EnvLookup& env, uint64_t ram_bytes) {
   VfsConfig c;
   if (auto v = env("MODELFETCH_LOG"); v && !v->empty()) {
     auto level = parse_log_level(*v);
-    if (!level) return bad("MODELFETCH_LOG", *v, "error, warn, info or debug");
+    if (!level) return bad_variable("MODELFETCH_LOG", *v, "error, warn, info or debug");
     c.log_level = *level;
   }
   if (auto v = env("MODELFETCH_UFFD"); v && !v->empty()) {
     if (*v == "auto") c.uffd = UffdSetting::automatic;
     else if (*v == "on") c.uffd = UffdSetting::on;
     else if (*v == "off") c.uffd = UffdSetting::off;
-    else return bad("MODELFETCH_UFFD", *v, "auto, on or off");
+    else return bad_variable("MODELFETCH_UFFD", *v, "auto, on or off");
   }
   if (auto v = env("MODELFETCH_STATS"); v) c.stats_file = *v;
   auto chunk = env_size(env, "MODELFETCH_CHUNK_SIZE", 8ull << 20);
   if (!chunk) return chunk.error();
   if (*chunk % 4096 != 0 || *chunk < (64u << 10) || *chunk > (1ull << 30))
-    return bad("MODELFETCH_CHUNK_SIZE", *env("MODELFETCH_CHUNK_SIZE"), "a multiple of 4K from 64K to 1G");
+    return bad_variable("MODELFETCH_CHUNK_SIZE", *env("MODELFETCH_CHUNK_SIZE"), "a multiple of 4K from 64K to 1G");
   c.chunk_size = *chunk;
   auto cache = env_size(env, "MODELFETCH_CACHE_SIZE", default_cache_size(ram_bytes));
   if (!cache) return cache.error();
   if (*cache < 2 * c.chunk_size)  // one chunk being read while the next is fetched
-    return bad("MODELFETCH_CACHE_SIZE", *env("MODELFETCH_CACHE_SIZE"), "at least two chunks (2 x chunk size)");
+    return bad_variable("MODELFETCH_CACHE_SIZE", *env("MODELFETCH_CACHE_SIZE"), "at least two chunks (2 x chunk size)");
   c.cache_size = *cache;
   auto prefetch = parse_prefetch_config(env);
   if (!prefetch) return prefetch.error();

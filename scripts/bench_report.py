@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """scripts/bench's bookkeeping (run with /usr/bin/python3).
 
+  poll:   while a run lasts, samples the emulator's /_emu/stats every 20 ms on one keep-alive connection and
+          writes "t_seconds bytes_served get_object" lines (t since the poller started, which the script starts
+          right before the loader): the network side of the chart, to compare with the loader's copy curve.
   record: one run's files (loader JSON, /usr/bin/time -v output, wall time, the emulator's /_emu/stats before
           and after) → one JSON line on stdout.
   report: runs.jsonl → results.json, results.md and bytes.png (bytes loaded over time, the median run of each
@@ -61,8 +64,9 @@ def record(a):
             if "Maximum resident set size" in line:
                 out["peak_rss_kb"] = int(line.split(":")[1])
         out["helper_rss_kb"] = a.helper_rss_kb
-        if os.path.exists(os.path.join(d, "progress")):
-            out["progress"] = os.path.join(d, "progress")
+        for k in ("progress", "net"):
+            if os.path.exists(os.path.join(d, k)):
+                out[k] = os.path.join(d, k)
         shim = os.path.join(d, "shim-stats.json")
         if os.path.exists(shim):
             try:
@@ -128,7 +132,7 @@ def summarise(runs, a):
                    gets=med("gets"), bytes_fetched=med("bytes_fetched"),
                    fetched_ratio=med("bytes_fetched") / a.model_bytes, peak_rss_mb=med("peak_rss_kb") / 1024,
                    helper_rss_mb=med("helper_rss_kb") / 1024, verified=all(r.get("verified") for r in ok),
-                   progress=median_run.get("progress"), loads=[r["load_s"] for r in ok],
+                   progress=median_run.get("progress"), net=median_run.get("net"), loads=[r["load_s"] for r in ok],
                    shim_stats=shim_summary(median_run.get("shim_stats")))
         if sc.startswith("local"):
             row["fetched_ratio"] = None
@@ -193,18 +197,25 @@ def write_chart(rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib missing (apt-get install python3-matplotlib): no chart"
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, (ax, nx) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     for r in rows:
-        if r["status"] != "ok" or not r.get("progress"):
+        if r["status"] != "ok":
             continue
-        pts = [l.split() for l in read(r["progress"]).splitlines() if l.strip()]
-        if pts:
-            ax.plot([0.0] + [float(p[0]) for p in pts], [0.0] + [int(p[1]) / 1e9 for p in pts], label=r["scenario"])
-    ax.set_xlabel("seconds since the loader started")
+        colour = None
+        for key, axis in (("progress", ax), ("net", nx)):
+            pts = [l.split() for l in read(r.get(key) or "").splitlines() if l.strip()]
+            if pts:
+                line, = axis.plot([0.0] + [float(p[0]) for p in pts], [0.0] + [int(p[1]) / 1e9 for p in pts],
+                                  label=r["scenario"], color=colour)
+                colour = line.get_color()
     ax.set_ylabel("GB copied out of the model")
-    ax.set_title("bytes loaded over time (median run of each scenario)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set_title("loader: bytes copied since its load started (median run of each scenario)")
+    nx.set_ylabel("GB sent by the emulator")
+    nx.set_title("network: bytes the emulator sent since the loader process was started")
+    nx.set_xlabel("seconds")
+    for axis in (ax, nx):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return None
@@ -227,6 +238,24 @@ def report(a):
         print(note, file=sys.stderr)
 
 
+def poll(a):
+    import http.client
+    import time
+    host, port = a.endpoint.split("//", 1)[1].rsplit(":", 1)
+    conn, t0, base = http.client.HTTPConnection(host, int(port), timeout=5), time.monotonic(), None
+    with open(a.file, "w", buffering=1) as f:
+        while True:
+            try:
+                conn.request("GET", "/_emu/stats")
+                st = json.loads(conn.getresponse().read())
+            except (OSError, ValueError, http.client.HTTPException):
+                return
+            if base is None:
+                base = st.get("bytes_served", 0)
+            f.write("%.4f %d %d\n" % (time.monotonic() - t0, st.get("bytes_served", 0) - base, st.get("get_object", 0)))
+            time.sleep(0.02)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -241,8 +270,11 @@ def main():
     p.add_argument("--loader-threads", type=int, default=1)
     for k in ("model_bytes", "reps", "connections", "cache_budget"):
         p.add_argument("--" + k.replace("_", "-"), type=int, required=True)
+    q = sub.add_parser("poll")
+    q.add_argument("--endpoint", required=True)
+    q.add_argument("--file", required=True)
     a = ap.parse_args()
-    record(a) if a.cmd == "record" else report(a)
+    {"record": record, "report": report, "poll": poll}[a.cmd](a)
 
 
 if __name__ == "__main__":

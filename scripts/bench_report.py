@@ -4,6 +4,9 @@
   poll:   while a run lasts, samples the emulator's /_emu/stats every 20 ms on one keep-alive connection and
           writes "t_seconds bytes_served get_object" lines (t since the poller started, which the script starts
           right before the loader): the network side of the chart, to compare with the loader's copy curve.
+  profile: `perf script -F tid,ip,sym` output of a `perf record -e cpu-clock -F HZ -g` (stdin) → CPU seconds
+          per thread, split by the kernel path on the stack (UFFDIO_COPY, socket receive, first-touch page
+          faults, unmap/free, user memcpy): how docs/PERFORMANCE.md attributes a load's CPU.
   record: one run's files (loader JSON, /usr/bin/time -v output, wall time, the emulator's /_emu/stats before
           and after) → one JSON line on stdout.
   report: runs.jsonl → results.json, results.md and bytes.png (bytes loaded over time, the median run of each
@@ -256,6 +259,47 @@ def poll(a):
             time.sleep(0.02)
 
 
+PROFILE_CLASSES = [  # first match wins: the deepest cause, not the leaf symbol
+    ("UFFDIO_COPY (alloc+copy+pte)", ("userfaultfd_ioctl", "mfill_atomic")),
+    ("socket receive copy", ("tcp_recvmsg", "sock_recvmsg", "_copy_to_iter")),
+    ("first-touch page faults (zero+alloc)", ("exc_page_fault",)),
+    ("unmap/free", ("unmap", "tlb", "free_pages", "exit_mmap")),
+    ("user memcpy", ("memmove", "memcpy")),
+    ("xxh3 verify", ("XXH",)),
+    ("other syscalls", ("entry_SYSCALL",)),
+]
+
+
+def profile(a):
+    import collections
+    per, cats = collections.Counter(), collections.Counter()
+    tid, stack = None, []
+
+    def flush():
+        if tid is None:
+            return
+        text = " ".join(stack)
+        cat = next((name for name, keys in PROFILE_CLASSES if any(k in text for k in keys)), "other")
+        per[tid] += 1
+        cats[(tid, cat)] += 1
+
+    for line in sys.stdin:
+        if not line.strip():
+            flush()
+            tid, stack = None, []
+        elif tid is None:
+            tid = line.split()[0]
+        else:
+            parts = line.split(None, 1)
+            stack.append(parts[1].strip() if len(parts) > 1 else "?")
+    flush()
+    for t, n in per.most_common(a.threads):
+        print("tid %s: %.2f CPU-s" % (t, n / a.hz))
+        for (tt, c), k in sorted(cats.items(), key=lambda x: -x[1]):
+            if tt == t and k / a.hz >= 0.01:
+                print("    %-40s %.2f" % (c, k / a.hz))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -273,8 +317,11 @@ def main():
     q = sub.add_parser("poll")
     q.add_argument("--endpoint", required=True)
     q.add_argument("--file", required=True)
+    pr = sub.add_parser("profile")
+    pr.add_argument("--hz", type=float, required=True)
+    pr.add_argument("--threads", type=int, default=8)
     a = ap.parse_args()
-    {"record": record, "report": report, "poll": poll}[a.cmd](a)
+    {"record": record, "report": report, "poll": poll, "profile": profile}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
+import sanitizer  # noqa: E402
 
 
 def main():
@@ -51,7 +52,7 @@ def main():
     env["MODELFETCH_MOUNT"] = mount
     env["MF_LOCAL_DIR"] = local
     env["MF_MOUNT_DIR"] = mount
-    env["LD_PRELOAD"] = os.path.abspath(lib)
+    sanitizer.preload_env(lib, env)  # the sanitizer runtime first in a sanitized build
     env.setdefault("MODELFETCH_CACHE_SIZE", "64M")
     env.setdefault("MODELFETCH_CHUNK_SIZE", "1M")  # several chunks per fixture: exercises chunk edges
     rc = subprocess.call(cmd, env=env)

@@ -25,6 +25,11 @@ def main():
     lib = args[args.index("--lib") + 1]
     mode = args[args.index("--mode") + 1]
     cmd = args[args.index("--") + 1:]
+    prog = cmd[0] if cmd[0] != "env" else next(a for a in cmd[1:] if "=" not in a)
+    why = sanitizer.blocked(lib, prog)
+    if why:
+        print("skipped:", why)
+        return 77
     work = tempfile.mkdtemp(prefix="mf-shim-")
     os.chmod(work, 0o755)  # the unprivileged-user test reads the local copy too
     env = dict(os.environ)

@@ -30,6 +30,21 @@ def runtime(lib):
     return None
 
 
+def blocked(lib, program):
+    """Why `program` cannot run under the sanitized `lib`, or None. An uninstrumented program (CPython, ls)
+    initialises ASan lazily, from its first malloc, which happens inside libp11-kit's constructor (pulled in
+    by libcurl → gnutls) while newlocale() holds libc's locale lock; ASan's init calls dlerror() → gettext,
+    which releases that lock underneath newlocale, and the next setlocale() waits forever. An instrumented
+    program initialises ASan from its own .preinit_array, before any constructor, and is unaffected."""
+    rt = runtime(lib)
+    if not rt:
+        return None
+    if runtime(program):
+        return None
+    return ("%s is not instrumented: a sanitized shim hangs it at startup (ASan initialised inside "
+            "libp11-kit's newlocale; see tests/shim/sanitizer.py)" % program)
+
+
 def preload_env(lib, env):
     """Sets LD_PRELOAD (runtime first when sanitized) and the sanitizer options in `env`; returns env."""
     lib = os.path.abspath(lib)

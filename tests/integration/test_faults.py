@@ -80,6 +80,8 @@ def closed_port():
 
 
 def loader_cmd(kind, mount, manifest, loader):
+    if kind.startswith("py-code:"):
+        return ["/usr/bin/python3", "-c", kind[len("py-code:"):], mount]
     if kind == "py":
         return ["/usr/bin/python3", ST_LOAD, mount, "--manifest", manifest]
     return [loader, mount, "--manifest", manifest]
@@ -233,6 +235,31 @@ def main():
         record("wrong-bucket", ["failed-cleanly"], outcome, secs, out)
         outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % closed_port())
         record("connect-refused", ["failed-cleanly"], outcome, secs, out)
+
+    # Exit with transfers in flight: a Python child maps every shard, a daemon thread walks the pages of the
+    # last one (faults waiting on a paced emulator), and the main thread exits after 0.5 s through os._exit
+    # or a normal interpreter exit; the process must be gone within HANG_S (bounded by FAIL_BOUND_S), rc 0.
+    if "py" in kinds:
+        for how in ("os._exit(0)", "sys.exit(0)"):
+            code = ("import ctypes, mmap, os, sys, threading, time\n"
+                    "d = sys.argv[1]\n"
+                    "fs = sorted(f for f in os.listdir(d) if f.endswith('.safetensors'))\n"
+                    "ms = []\n"
+                    "for f in fs:\n"
+                    "    with open(os.path.join(d, f), 'rb') as fh:\n"
+                    "        ms.append(mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ))\n"
+                    "def walk(m):\n"
+                    "    for i in range(0, len(m), 4096): m[i]\n"
+                    "threading.Thread(target=walk, args=(ms[-1],), daemon=True).start()\n"
+                    "time.sleep(0.5)\n" + how + "\n")
+            emu = Emu(emu_exe, data, *paced)
+            try:
+                outcome, secs, out = run_load(ctx, "py-code:" + code, "http://127.0.0.1:%d" % emu.port)
+            finally:
+                emu.stop()
+            if outcome == "unverified":  # the child prints nothing: exit status 0 is the pass
+                outcome = "completed"
+            record("exit-in-flight", ["completed"], outcome if secs < FAIL_BOUND_S else "slow-exit", secs, out)
 
     # Credentials never in logs or statistics, at the most verbose log level, through a faulty server.
     emu = Emu(emu_exe, data, "--latency-ms", "2", "--fault-5xx", "0.2", "--fault-reset", "0.1")

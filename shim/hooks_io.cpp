@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim/shim.hpp"
@@ -58,8 +59,22 @@ ssize_t preadv_any(int fd, const struct iovec* iov, int cnt, off_t off, int flag
   return finish(w, r);
 }
 
+// The memory calls (mmap, munmap, madvise, mremap) never initialise the shim: until a hook that takes a
+// path has initialised it, no fd is virtual and no mapping is ours, so they pass straight through (to the
+// raw syscall while the real symbols are not resolved yet). Sanitizer runtimes map memory from inside
+// their own lazy init, which can run inside another library's constructor holding libc's locale lock
+// (p11-kit's newlocale → ASan's first malloc → mmap): initialising there left that lock broken and the
+// program hung (found with the ASan build, scripts/sanitize).
+Vfs* active_for_memory() { return g_vfs.load(std::memory_order_acquire) ? active() : nullptr; }
+
+void* pass_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+  if (real.mmap) return real.mmap(addr, len, prot, flags, fd, off);
+  return reinterpret_cast<void*>(syscall(SYS_mmap, addr, len, prot, flags, fd, off));
+}
+
 void* mmap_any(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
-  Vfs* v = active();
+  Vfs* v = active_for_memory();
+  if (!v) return pass_mmap(addr, len, prot, flags, fd, off);
   if (!v || fd < 0 || (flags & MAP_ANONYMOUS) || !v->maybe_virtual(fd))
     return real.mmap(addr, len, prot, flags, fd, off);
   Work w;
@@ -164,18 +179,18 @@ MF_EXPORT void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off_
   return mmap_any(addr, len, prot, flags, fd, off);
 }
 MF_EXPORT int munmap(void* addr, size_t len) {
-  Vfs* v = active();
+  Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
   int rc;
   if (mm && mm->munmap(addr, len, &rc)) return rc;
-  return real.munmap(addr, len);
+  return real.munmap ? real.munmap(addr, len) : static_cast<int>(syscall(SYS_munmap, addr, len));
 }
 MF_EXPORT int madvise(void* addr, size_t len, int advice) {
-  Vfs* v = active();
+  Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
   int rc;
   if (mm && mm->madvise(addr, len, advice, &rc)) return rc;
-  return real.madvise(addr, len, advice);
+  return real.madvise ? real.madvise(addr, len, advice) : static_cast<int>(syscall(SYS_madvise, addr, len, advice));
 }
 MF_EXPORT void* mremap(void* old_addr, size_t old_size, size_t new_size, int flags, ...) {
   void* new_addr = nullptr;
@@ -185,9 +200,10 @@ MF_EXPORT void* mremap(void* old_addr, size_t old_size, size_t new_size, int fla
     new_addr = va_arg(ap, void*);
     va_end(ap);
   }
-  Vfs* v = active();
+  Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
   void* result;
   if (mm && mm->mremap(old_addr, old_size, new_size, flags, new_addr, &result)) return result;
+  if (!real.mremap) return reinterpret_cast<void*>(syscall(SYS_mremap, old_addr, old_size, new_size, flags, new_addr));
   return real.mremap(old_addr, old_size, new_size, flags, new_addr);
 }

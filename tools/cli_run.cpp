@@ -1,7 +1,7 @@
 // `modelfetch run [--remote URL] [--mount PATH] [--stats FILE] -- CMD ARGS...`: sets LD_PRELOAD to the
 // libmodelfetch.so that belongs to this CLI (found from /proc/self/exe: ../lib/libmodelfetch.so and
 // ../lib/<multiarch>/ when installed, ../shim/libmodelfetch.so in the build tree), sets the MODELFETCH_*
-// variables given, and execs CMD. An LD_PRELOAD already set is kept after ours.
+// variables given, and execs CMD. An LD_PRELOAD already set is kept after ours (a sanitizer runtime in it stays first).
 #include <limits.h>
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -29,6 +30,24 @@ std::string find_shim() {
     }
   }
   return {};
+}
+
+// The shim goes before an LD_PRELOAD already set, except a sanitizer runtime (libasan, libtsan: a sanitized
+// build's tests preload it), which must stay first in the process's library list or it refuses to start.
+std::string preload_list(const std::string& shim, std::string_view old) {
+  std::string first, rest;
+  while (!old.empty()) {
+    size_t sep = old.find_first_of(": ");
+    std::string_view item = old.substr(0, sep);
+    old = sep == std::string_view::npos ? std::string_view() : old.substr(sep + 1);
+    if (item.empty()) continue;
+    std::string_view base = item.substr(item.rfind('/') + 1);
+    std::string& to = base.starts_with("libasan.") || base.starts_with("libtsan.") ? first : rest;
+    to.append(item).push_back(':');
+  }
+  std::string out = first + shim;
+  if (!rest.empty()) out += ":" + rest.substr(0, rest.size() - 1);
+  return out;
 }
 
 int usage() {
@@ -58,7 +77,7 @@ int cmd_run(int argc, char** argv) {
     return 1;
   }
   const char* old = std::getenv("LD_PRELOAD");
-  std::string preload = old && *old ? shim + ":" + old : shim;
+  std::string preload = preload_list(shim, old ? old : "");
   setenv("LD_PRELOAD", preload.c_str(), 1);
   execvp(argv[i + 1], argv + i + 1);
   std::fprintf(stderr, "modelfetch: cannot run %s: %s\n", argv[i + 1], std::strerror(errno));

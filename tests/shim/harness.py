@@ -17,6 +17,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
+import sanitizer  # noqa: E402
 
 
 def main():
@@ -24,6 +25,11 @@ def main():
     lib = args[args.index("--lib") + 1]
     mode = args[args.index("--mode") + 1]
     cmd = args[args.index("--") + 1:]
+    prog = cmd[0] if cmd[0] != "env" else next(a for a in cmd[1:] if "=" not in a)
+    why = sanitizer.blocked(lib, prog)
+    if why:
+        print("skipped:", why)
+        return 77
     work = tempfile.mkdtemp(prefix="mf-shim-")
     os.chmod(work, 0o755)  # the unprivileged-user test reads the local copy too
     env = dict(os.environ)
@@ -51,7 +57,7 @@ def main():
     env["MODELFETCH_MOUNT"] = mount
     env["MF_LOCAL_DIR"] = local
     env["MF_MOUNT_DIR"] = mount
-    env["LD_PRELOAD"] = os.path.abspath(lib)
+    sanitizer.preload_env(lib, env)  # the sanitizer runtime first in a sanitized build
     env.setdefault("MODELFETCH_CACHE_SIZE", "64M")
     env.setdefault("MODELFETCH_CHUNK_SIZE", "1M")  # several chunks per fixture: exercises chunk edges
     rc = subprocess.call(cmd, env=env)

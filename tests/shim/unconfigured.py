@@ -4,8 +4,15 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sanitizer  # noqa: E402
+
+why = sanitizer.blocked(sys.argv[1], "/bin/cat")
+if why:
+    print("skipped:", why)
+    sys.exit(77)
 env = {k: v for k, v in os.environ.items() if not k.startswith("MODELFETCH_")}
-env["LD_PRELOAD"] = os.path.abspath(sys.argv[1])
+sanitizer.preload_env(sys.argv[1], env)
 r = subprocess.run(["/bin/cat", "/etc/hostname"], env=env, capture_output=True, text=True)
 assert r.returncode == 0, r
 lines = [l for l in r.stderr.splitlines() if l.startswith("modelfetch:")]

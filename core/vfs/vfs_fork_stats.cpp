@@ -44,52 +44,39 @@ std::string Vfs::stats_json() const {
   auto wall = std::chrono::steady_clock::now() - start_;
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  auto put = [&w](const char* key, uint64_t value) {
+    w.Key(key);
+    w.Uint64(value);
+  };
   w.StartObject();
   w.Key("mode");
   w.String(mm_ && mm_->mode() == MapMode::uffd ? "uffd" : "eager");
-  w.Key("get_requests");
-  w.Uint64(ss.get_requests);
-  w.Key("bytes_fetched");
-  w.Uint64(ss.bytes_fetched);
-  w.Key("bytes_served");
-  w.Uint64(cs.bytes_served);
-  w.Key("uffd_faults");
-  w.Uint64(ms.uffd_faults);
+  put("get_requests", ss.get_requests);
+  put("bytes_fetched", ss.bytes_fetched);
+  put("bytes_served", cs.bytes_served);
+  put("uffd_faults", ms.uffd_faults);
   w.Key("fault_wait_ms");
   w.Double(static_cast<double>(ms.fault_wait_ns) / 1e6);
   w.Key("prefetch");
   w.String(std::string(policy_name(config_.prefetch.policy)).c_str());
-  w.Key("prefetch_hits");
-  w.Uint64(cs.prefetch_hits);
-  w.Key("demand_misses");
-  w.Uint64(cs.demand_misses);
-  w.Key("bytes_wasted");  // fetched into the cache and never read: evicted unread, or unread at exit
-  w.Uint64(cs.bytes_wasted);
-  w.Key("peak_cache_bytes");
-  w.Uint64(cs.peak_resident_bytes);
-  w.Key("cache_budget_bytes");
-  w.Uint64(cache_ ? cache_->config().budget_bytes : config_.cache_size);
-  w.Key("chunk_size");
-  w.Uint64(cache_ ? cache_->config().chunk_size : config_.chunk_size);
-  w.Key("chunks_fetched");
-  w.Uint64(cs.chunks_fetched);
-  w.Key("evictions");
-  w.Uint64(cs.evictions);
+  put("prefetch_hits", cs.prefetch_hits);
+  put("demand_misses", cs.demand_misses);
+  // fetched into the cache and never read: evicted unread, or unread at exit
+  put("bytes_wasted", cs.bytes_wasted);
+  put("peak_cache_bytes", cs.peak_resident_bytes);
+  put("cache_budget_bytes", cache_ ? cache_->config().budget_bytes : config_.cache_size);
+  put("chunk_size", cache_ ? cache_->config().chunk_size : config_.chunk_size);
+  put("chunks_fetched", cs.chunks_fetched);
+  put("evictions", cs.evictions);
   {
     PrefetcherStats ps = prefetcher_ ? prefetcher_->stats() : PrefetcherStats{};
-    w.Key("plans");
-    w.Uint64(ps.plans);
-    w.Key("plan_failures");
-    w.Uint64(ps.plan_failures);
-    w.Key("lookahead_files");
-    w.Uint64(ps.lookahead_files);
-    w.Key("prefetch_requests");
-    w.Uint64(ps.chunks_requested);
+    put("plans", ps.plans);
+    put("plan_failures", ps.plan_failures);
+    put("lookahead_files", ps.lookahead_files);
+    put("prefetch_requests", ps.chunks_requested);
   }
-  w.Key("retries");
-  w.Uint64(ss.retries);
-  w.Key("errors");
-  w.Uint64(ss.errors);
+  put("retries", ss.retries);
+  put("errors", ss.errors);
   w.Key("wall_ms");
   w.Double(std::chrono::duration<double, std::milli>(wall).count());
   w.Key("files");
@@ -100,14 +87,11 @@ std::string Vfs::stats_json() const {
       w.Key(path.c_str());
       w.StartObject();
       auto obj = objects_.find(path);
-      w.Key("size");
-      w.Uint64(obj != objects_.end() ? obj->second->size : 0);
-      w.Key("opens");
-      w.Uint64(c->opens.load());
-      w.Key("bytes_served");  // through read/pread (mapped bytes are counted in bytes_mapped)
-      w.Uint64(c->bytes_served.load());
-      w.Key("bytes_mapped");
-      w.Uint64(c->bytes_mapped.load());
+      put("size", obj != objects_.end() ? obj->second->size : 0);
+      put("opens", c->opens.load());
+      // through read/pread (mapped bytes are counted in bytes_mapped)
+      put("bytes_served", c->bytes_served.load());
+      put("bytes_mapped", c->bytes_mapped.load());
       const int64_t o = c->first_open_ns.load(), b = c->first_byte_ns.load();
       w.Key("first_open_ms");  // since the first use of the mount (null: never opened)
       if (o >= 0)

@@ -5,6 +5,7 @@
 // The shim calls these from its hooks; everything here is also testable without LD_PRELOAD.
 #pragma once
 
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -50,6 +51,9 @@ struct MapSyscalls {
   int (*munmap)(void*, size_t);
   int (*madvise)(void*, size_t, int);
   void* (*mremap)(void*, size_t, size_t, int, ...);
+
+  // libc's own functions: for tests and tools that run without the shim.
+  static MapSyscalls libc() { return MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap}; }
 };
 
 class MappingManager {

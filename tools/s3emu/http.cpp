@@ -231,14 +231,16 @@ const char* reason_phrase(int code) {
   }
 }
 
-std::string http_date(int64_t unix_seconds) {
+std::string format_utc(int64_t unix_seconds, const char* format) {
   time_t t = static_cast<time_t>(unix_seconds);
   struct tm tm {};
   gmtime_r(&t, &tm);
   char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  strftime(buf, sizeof buf, format, &tm);
   return buf;
 }
+
+std::string http_date(int64_t unix_seconds) { return format_utc(unix_seconds, "%a, %d %b %Y %H:%M:%S GMT"); }
 
 std::string response_head(int code, const std::vector<std::pair<std::string, std::string>>& headers,
                           uint64_t content_length, bool keep_alive) {

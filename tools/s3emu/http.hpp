@@ -51,6 +51,8 @@ RangeResult parse_range(std::string_view header, uint64_t size);
 std::string response_head(int code, const std::vector<std::pair<std::string, std::string>>& headers,
                           uint64_t content_length, bool keep_alive);
 const char* reason_phrase(int code);
+// unix_seconds as UTC through strftime's `format`.
+std::string format_utc(int64_t unix_seconds, const char* format);
 std::string http_date(int64_t unix_seconds);  // IMF-fixdate
 std::string xml_escape(std::string_view s);
 

@@ -46,14 +46,7 @@ std::string unhex(std::string_view s) {
   return out;
 }
 
-std::string iso8601(int64_t unix_seconds) {
-  time_t t = static_cast<time_t>(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-  return buf;
-}
+std::string iso8601(int64_t unix_seconds) { return format_utc(unix_seconds, "%Y-%m-%dT%H:%M:%S.000Z"); }
 
 // A key is served only when every '/'-separated segment is a plain name: no "", "." or "..", so a request can
 // never leave --dir.

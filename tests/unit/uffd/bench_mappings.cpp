@@ -70,7 +70,7 @@ double run(test::FakeStore& store, const Setup& s, const std::vector<Piece>& pat
   auto obj = cache.register_object(store.info("m"), "/bench/m");
   const bool pread = std::strcmp(how, "pread") == 0;
   MappingManager mgr(cache, std::strcmp(how, "eager") == 0 ? UffdSetting::off : UffdSetting::on,
-                     MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap});
+                     MapSyscalls::libc());
   const auto t0 = std::chrono::steady_clock::now();
   std::byte *hdr = nullptr, *p = nullptr;
   if (!pread) {
@@ -136,7 +136,7 @@ void cached(test::FakeStore& store, const Setup& s, std::vector<std::byte>& dst,
       o += n;
     }
   const double mem = static_cast<double>(s.size) / seconds_since(t0) / 1e9;
-  MappingManager mgr(cache, UffdSetting::on, MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap});
+  MappingManager mgr(cache, UffdSetting::on, MapSyscalls::libc());
   if (mgr.mode() != MapMode::uffd) return;
   t0 = std::chrono::steady_clock::now();
   auto m = mgr.map(obj, nullptr, s.size, PROT_READ, MAP_PRIVATE, 0);

@@ -22,8 +22,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunk = 256 * 1024;  // also the fault block here (min(2 MiB, chunk))
 
-MapSyscalls libc_calls() { return MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap}; }
-
 struct Fx {
   FakeStore store;
   std::vector<std::byte> ref;
@@ -33,7 +31,7 @@ struct Fx {
 
   explicit Fx(uint64_t size, int delay_us = 0, uint64_t budget = 128 * kChunk)
       : ref(pattern_bytes(size, 9)), cache(store, CacheConfig{kChunk, budget}),
-        mgr(cache, UffdSetting::automatic, libc_calls()) {
+        mgr(cache, UffdSetting::automatic, MapSyscalls::libc()) {
     store.put("m.bin", ref);
     store.delay_us = delay_us;
     obj = cache.register_object(store.info("m.bin"), "/mnt/m.bin");

@@ -30,8 +30,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunk = 256 * 1024;
 
-MapSyscalls libc_calls() { return MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap}; }
-
 struct Fx {
   FakeStore store;
   std::vector<std::byte> ref;
@@ -40,7 +38,7 @@ struct Fx {
   std::shared_ptr<const RemoteObject> obj;
 
   Fx(uint64_t size, UffdSetting s = UffdSetting::automatic, uint64_t budget = 64 * kChunk, int delay_us = 0)
-      : ref(pattern_bytes(size, 3)), cache(store, CacheConfig{kChunk, budget}), mgr(cache, s, libc_calls()) {
+      : ref(pattern_bytes(size, 3)), cache(store, CacheConfig{kChunk, budget}), mgr(cache, s, MapSyscalls::libc()) {
     store.put("m.bin", ref);
     store.delay_us = delay_us;
     obj = cache.register_object(store.info("m.bin"), "/mnt/m.bin");
@@ -141,7 +139,7 @@ TEST_CASE("eager mode: every byte matches; prot is applied") {
 TEST_CASE("eager mode refuses a mapping larger than available memory") {
   FakeStore store;
   ChunkCache cache(store, CacheConfig{kChunk, 4 * kChunk});
-  MappingManager mgr(cache, UffdSetting::off, libc_calls());
+  MappingManager mgr(cache, UffdSetting::off, MapSyscalls::libc());
   ObjectInfo info{"huge", 1ull << 46, "\"e\"", ""};  // 64 TiB
   auto obj = cache.register_object(info, "/mnt/huge");
   auto r = mgr.map(obj, nullptr, info.size, PROT_READ, MAP_PRIVATE, 0);

@@ -112,7 +112,7 @@ struct Fixture {
     deps.make_store = [r](const std::string& url) -> Result<std::unique_ptr<ObjectStore>> {
       return std::unique_ptr<ObjectStore>(new test::LocalDirStore(r + "/" + url.substr(5)));
     };
-    deps.map_sys = MapSyscalls{::mmap, ::munmap, ::madvise, ::mremap};
+    deps.map_sys = MapSyscalls::libc();
     vfs = std::make_unique<Vfs>(std::move(c), std::move(deps));
   }
   ~Fixture() { (void)std::system(("rm -rf " + root).c_str()); }

@@ -74,6 +74,7 @@ struct Prefetcher::Impl {
         std::chrono::steady_clock::now().time_since_epoch()).count());
   }
   std::vector<std::string> shards;               // absolute paths, index order (the last index read)
+  std::string last_opened;                       // the safetensors file the program opened last
   uint64_t seq = 0;
   PrefetcherStats st;
   std::vector<std::thread> threads;
@@ -114,6 +115,13 @@ struct Prefetcher::Impl {
     if (planned[o->id]) return;
     planned[o->id] = true;
     if (rank > 0) ++st.lookahead_files;
+    // The header chunk's request goes out now, from the caller's thread: a planner thread may be slow to
+    // be scheduled on a loaded machine, and a loader that finds the current shard cached consumes it in
+    // milliseconds. The planner's own get() of chunk 0 then waits for this fetch (single flight).
+    if (cache.request_prefetch(*o, 0) == PrefetchOutcome::started) {
+      ++st.chunks_requested;
+      note_request(o->id);
+    }
     jobs.push_back(Job{false, o, rank});
     job_cv.notify_one();
   }
@@ -231,6 +239,9 @@ struct Prefetcher::Impl {
       lock.lock();
       if (obj) want_plan(obj, i + 1);
     }
+    // A loader that parsed the index itself may have opened a shard before this thread got here: its
+    // lookahead was skipped then (no shard list), so it starts now.
+    if (!last_opened.empty()) lookahead_after(std::string(last_opened));
   }
 
   void feeder_loop() {
@@ -322,6 +333,7 @@ void Prefetcher::on_open(const std::shared_ptr<const RemoteObject>& object) {
       return;
     }
     if (is_safetensors_path(object->path)) {
+      im.last_opened = object->path;
       im.want_plan(object, 0);
       im.lookahead_after(object->path);
       im.wake_feeder();

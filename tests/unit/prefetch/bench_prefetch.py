@@ -1,7 +1,8 @@
 """Prefetch benchmark (not a test): st_load.py --manifest (tensors copied in name order) through
 `modelfetch run` against modelfetch-s3emu (--latency-ms 20 --conn-rate 100M --link-rate 2G), policies
 alternating inside each repetition; prints medians of the loader's seconds and the ratios.
-Usage: bench_prefetch.py BUILD_DIR [--size 512M] [--shards 3] [--reps 3] [--chunks 2M,4M,8M,16M]"""
+Usage: bench_prefetch.py BUILD_DIR [--size 512M] [--shards 3] [--reps 3] [--chunks 2M,4M,8M,16M]
+                         [--policies none,sequential,safetensors] [--env NAME:VAR=VALUE,...]..."""
 import argparse
 import json
 import os
@@ -18,6 +19,8 @@ ap.add_argument("--shards", default="3")
 ap.add_argument("--reps", type=int, default=3)
 ap.add_argument("--chunks", default="")
 ap.add_argument("--policies", default="none,sequential,safetensors")
+ap.add_argument("--env", action="append", default=[],
+                help="an extra scenario NAME:VAR=VALUE[,VAR=VALUE...], e.g. c32:MODELFETCH_MAX_CONNECTIONS=32")
 a = ap.parse_args()
 root_src = os.path.dirname(os.path.abspath(__file__)) + "/../../.."
 B = os.path.abspath(a.build)
@@ -53,6 +56,9 @@ def run(env_extra):
 try:
     scen = [("policy=" + p, {"MODELFETCH_PREFETCH": p}) for p in a.policies.split(",") if p]
     scen += [("chunk=" + c, {"MODELFETCH_CHUNK_SIZE": c}) for c in a.chunks.split(",") if c]
+    for spec in a.env:
+        name, _, assigns = spec.partition(":")
+        scen.append((name, dict(kv.split("=", 1) for kv in assigns.split(",") if kv)))
     res = {n: [] for n, _ in scen}
     for rep in range(a.reps):
         for n, e in scen:

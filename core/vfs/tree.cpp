@@ -1,5 +1,6 @@
 #include "core/vfs/tree.hpp"
 
+#include <climits>
 #include <ctime>
 
 namespace mf {
@@ -32,6 +33,14 @@ std::string_view parent_of(std::string_view rel) {
 std::string_view base_of(std::string_view rel) {
   size_t slash = rel.rfind('/');
   return slash == std::string_view::npos ? rel : rel.substr(slash + 1);
+}
+
+// A name a path can reach: keys are only ever looked up from normalised local paths, so "", "." and ".."
+// components (key "a/../../etc/passwd") and names longer than NAME_MAX (the kernel refuses such a path
+// component) could never be opened; listing them would show entries that alias "." / ".." or a truncated
+// d_name that names another file. They are left out of the tree.
+bool addressable(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.size() <= NAME_MAX;
 }
 
 }  // namespace
@@ -69,9 +78,11 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     std::string name = o.key.substr(prefix.size());
     if (size_t slash = name.find('/'); slash != std::string::npos) {
       // A deeper key (a server that ignored the delimiter): its first component is a directory.
-      if (slash > 0) dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
+      if (addressable(std::string_view(name).substr(0, slash)))
+        dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
       continue;
     }
+    if (!addressable(name)) continue;
     Node n{NodeKind::file, o, parse_http_time(o.last_modified)};
     dir.children.emplace(std::move(name), std::move(n));
   }
@@ -81,6 +92,7 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     // two levels deep; S3 returns "a/b/".
     std::string name = p.substr(prefix.size());
     name.resize(name.find('/'));
+    if (!addressable(name)) continue;
     // A key "a/b" and a prefix "a/b/" can both exist; the directory wins, as in s3fs and mountpoint-s3.
     dir.children.insert_or_assign(std::move(name), Node{NodeKind::dir, {}, 0});
   }

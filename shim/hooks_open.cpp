@@ -159,7 +159,7 @@ MF_EXPORT int close_range(unsigned lo, unsigned hi, int flags) {
 MF_EXPORT int dup(int fd) {
   Vfs* v = active();
   if (!v || !v->maybe_virtual(fd) || in_vfork_child()) return real.dup(fd);
-  int r = real.dup(fd);
+  int r = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);  // a virtual fd is always close-on-exec (see dup2)
   track_dup(fd, r);
   return r;
 }
@@ -168,7 +168,10 @@ MF_EXPORT int dup2(int oldfd, int newfd) {
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup2(oldfd, newfd);
   if (oldfd == newfd || in_vfork_child()) return real.dup2(oldfd, newfd);
   forget(v, newfd);
-  int r = real.dup2(oldfd, newfd);
+  // A copy of a virtual fd keeps close-on-exec, which dup2 would clear: `cat < /mount/file` in a shell
+  // dup2()s the file onto 0 and execs cat, whose new image has no fd table and would read the memfd's
+  // zeros. Closed at exec, cat fails on its stdin instead (EBADF) of printing wrong bytes.
+  int r = v->maybe_virtual(oldfd) ? real.dup3(oldfd, newfd, O_CLOEXEC) : real.dup2(oldfd, newfd);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
@@ -177,7 +180,7 @@ MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd)) || in_vfork_child())
     return real.dup3(oldfd, newfd, flags);
   if (oldfd != newfd) forget(v, newfd);
-  int r = real.dup3(oldfd, newfd, flags);
+  int r = real.dup3(oldfd, newfd, v->maybe_virtual(oldfd) ? flags | O_CLOEXEC : flags);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
@@ -192,7 +195,7 @@ MF_EXPORT int fcntl(int fd, int cmd, ...) {
   Vfs* v = active();
   if (!v || !v->maybe_virtual(fd) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || in_vfork_child())
     return real.fcntl(fd, cmd, arg);
-  int r = real.fcntl(fd, cmd, arg);
+  int r = real.fcntl(fd, F_DUPFD_CLOEXEC, arg);  // close-on-exec kept (see dup2)
   track_dup(fd, r);
   return r;
 }

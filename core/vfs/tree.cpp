@@ -3,6 +3,8 @@
 #include <climits>
 #include <ctime>
 
+#include "core/util/log.hpp"
+
 namespace mf {
 namespace {
 
@@ -121,6 +123,7 @@ Result<Node> Tree::lookup(const std::string& key_base, std::string_view rel) {
   Result<Node> node = info ? Result<Node>(Node{NodeKind::file, *info, parse_http_time(info->last_modified)})
                            : Result<Node>(info.error());
   if (info || info.error().code == ENOENT) heads_.emplace(key, node);  // transient errors are retried
+  else MF_WARN("%s", info.error().message.c_str());  // e.g. a TLS failure: the program sees only the errno
   return node;
 }
 
@@ -129,7 +132,10 @@ Result<std::vector<DirEntry>> Tree::list(const std::string& key_base, std::strin
   std::string prefix = key_base;
   if (!rel.empty()) (prefix += rel) += '/';
   auto dir = dir_locked(prefix, rel.empty());
-  if (!dir) return dir.error();
+  if (!dir) {
+    if (dir.error().code != ENOENT) MF_WARN("%s", dir.error().message.c_str());
+    return dir.error();
+  }
   if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
   std::vector<DirEntry> out;
   out.reserve((*dir)->children.size());

@@ -238,6 +238,11 @@ def forkexec():
     check(status == 0, "exec'd python: status %d" % status)
     res = subprocess.run(["/bin/cat", M + "/sub/top.bin"], capture_output=True)
     check(res.returncode == 0 and res.stdout == top, "subprocess cat: %d bytes" % len(res.stdout))
+    # a shell redirection dup2()s the virtual fd onto stdin and execs cat: the new image cannot serve it, so
+    # it must fail (the fd stays close-on-exec) rather than read the memfd's zeros
+    res = subprocess.run(["/bin/sh", "-c", 'cat < "$0"', M + "/odd.bin"], capture_output=True)
+    check(res.stdout == odd or (res.returncode != 0 and res.stdout == b""),
+          "cat < mounted file: rc %d, %d bytes, right bytes: %s" % (res.returncode, len(res.stdout), res.stdout == odd))
     check(os.read(fd, 5000) == odd[1000:6000], "parent fd offset after fork+exec")
     check(m[:] == data, "parent mapping after fork+exec")
     os.close(fd)

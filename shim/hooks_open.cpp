@@ -144,38 +144,43 @@ MF_EXPORT FILE* fdopen(int fd, const char* mode) {
 
 MF_EXPORT int close(int fd) {
   Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too
-  if (v && v->maybe_virtual(fd)) v->close_fd(fd);   // before the number can be reused by another thread
+  // Before the number can be reused by another thread; never from a vfork child (the table is the parent's).
+  if (v && v->maybe_virtual(fd) && !in_vfork_child()) v->close_fd(fd);
   ensure_init();
   return real.close(fd);
 }
 MF_EXPORT int close_range(unsigned lo, unsigned hi, int flags) {
   ensure_init();
   Vfs* v = g_vfs.load(std::memory_order_acquire);
-  if (v && !(flags & CLOSE_RANGE_CLOEXEC)) v->close_range_fds(lo, hi);
+  if (v && !(flags & CLOSE_RANGE_CLOEXEC) && !in_vfork_child()) v->close_range_fds(lo, hi);
   return real.close_range(lo, hi, flags);
 }
 
 MF_EXPORT int dup(int fd) {
   Vfs* v = active();
-  if (!v || !v->maybe_virtual(fd)) return real.dup(fd);
-  int r = real.dup(fd);
+  if (!v || !v->maybe_virtual(fd) || in_vfork_child()) return real.dup(fd);
+  int r = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);  // a virtual fd is always close-on-exec (see dup2)
   track_dup(fd, r);
   return r;
 }
 MF_EXPORT int dup2(int oldfd, int newfd) {
   Vfs* v = active();
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup2(oldfd, newfd);
-  if (oldfd == newfd) return real.dup2(oldfd, newfd);
+  if (oldfd == newfd || in_vfork_child()) return real.dup2(oldfd, newfd);
   forget(v, newfd);
-  int r = real.dup2(oldfd, newfd);
+  // A copy of a virtual fd keeps close-on-exec, which dup2 would clear: `cat < /mount/file` in a shell
+  // dup2()s the file onto 0 and execs cat, whose new image has no fd table and would read the memfd's
+  // zeros. Closed at exec, cat fails on its stdin instead (EBADF) of printing wrong bytes.
+  int r = v->maybe_virtual(oldfd) ? real.dup3(oldfd, newfd, O_CLOEXEC) : real.dup2(oldfd, newfd);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
 MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
   Vfs* v = active();
-  if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup3(oldfd, newfd, flags);
+  if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd)) || in_vfork_child())
+    return real.dup3(oldfd, newfd, flags);
   if (oldfd != newfd) forget(v, newfd);
-  int r = real.dup3(oldfd, newfd, flags);
+  int r = real.dup3(oldfd, newfd, v->maybe_virtual(oldfd) ? flags | O_CLOEXEC : flags);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
@@ -188,8 +193,9 @@ MF_EXPORT int fcntl(int fd, int cmd, ...) {
   long arg = va_arg(ap, long);
   va_end(ap);
   Vfs* v = active();
-  if (!v || !v->maybe_virtual(fd) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)) return real.fcntl(fd, cmd, arg);
-  int r = real.fcntl(fd, cmd, arg);
+  if (!v || !v->maybe_virtual(fd) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || in_vfork_child())
+    return real.fcntl(fd, cmd, arg);
+  int r = real.fcntl(fd, F_DUPFD_CLOEXEC, arg);  // close-on-exec kept (see dup2)
   track_dup(fd, r);
   return r;
 }

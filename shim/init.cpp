@@ -24,10 +24,26 @@ thread_local bool t_busy __attribute__((tls_model("initial-exec"))) = false;
 namespace {
 
 constinit pthread_once_t g_once = PTHREAD_ONCE_INIT;
+constinit std::atomic<pid_t> g_pid{0};  // the process that owns the engine's state (updated after fork)
 
-void* resolve(const char* name, void* ours) {
+// Whether p is inside this library. (Comparing with &::open would not do: that address comes through the
+// GOT, which under dlopen() is bound to libc's open, not ours.)
+bool in_this_library(void* p) {
+  Dl_info self{}, other{};
+  static const int anchor = 0;
+  return dladdr(&anchor, &self) != 0 && dladdr(p, &other) != 0 && self.dli_fbase == other.dli_fbase;
+}
+
+// RTLD_NEXT: the next definition after us (libc, or another interposer between us and libc). Loaded with
+// dlopen() instead of LD_PRELOAD, the library comes last in the global scope and RTLD_NEXT finds nothing:
+// then libc's own definition, from libc's handle.
+void* resolve(const char* name) {
   void* p = dlsym(RTLD_NEXT, name);
-  if (p == nullptr || p == ours) {
+  if (p == nullptr || in_this_library(p)) {
+    static void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    p = libc ? dlsym(libc, name) : nullptr;
+  }
+  if (p == nullptr || in_this_library(p)) {
     log_message(LogLevel::error, "cannot resolve the real %s (%s)", name, p ? "resolves to ourselves" : "missing");
     std::abort();
   }
@@ -45,6 +61,7 @@ void atfork_parent() {
   if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_parent();
 }
 void atfork_child() {
+  g_pid.store(getpid(), std::memory_order_relaxed);
   Work w;
   if (Vfs* v = g_vfs.load(std::memory_order_acquire)) v->after_fork_child();
 }
@@ -58,7 +75,7 @@ uint64_t physical_ram() {
 void init_once() {
   t_busy = true;
 #define MF_RESOLVE(name, ret, ...) \
-  real.name = reinterpret_cast<ret (*)(__VA_ARGS__)>(resolve(#name, reinterpret_cast<void*>(&::name)));
+  real.name = reinterpret_cast<ret (*)(__VA_ARGS__)>(resolve(#name));
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // readdir_r: hooked because programs call it
   MF_REAL_SYMBOLS(MF_RESOLVE)
@@ -75,6 +92,7 @@ void init_once() {
   deps.make_store = &make_store;
   deps.map_sys = MapSyscalls{real.mmap, real.munmap, real.madvise, real.mremap};
   g_vfs.store(new Vfs(std::move(*config), std::move(deps)), std::memory_order_release);
+  g_pid.store(getpid(), std::memory_order_relaxed);
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   t_busy = false;
 }
@@ -96,6 +114,11 @@ __attribute__((destructor)) void on_unload() {
 // it is inside: it passes through to the real symbol, which init resolved before allocating anything.
 void ensure_init() {
   if (!t_busy) pthread_once(&g_once, init_once);
+}
+
+bool in_vfork_child() {
+  pid_t owner = g_pid.load(std::memory_order_relaxed);
+  return owner != 0 && getpid() != owner;
 }
 
 }  // namespace mf::shim

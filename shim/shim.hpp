@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -92,7 +93,28 @@ namespace mf::shim {
   X(telldir, long, DIR*)                                                             \
   X(seekdir, void, DIR*, long)                                                       \
   X(scandir, int, const char*, struct dirent***, int (*)(const struct dirent*),      \
-    int (*)(const struct dirent**, const struct dirent**))
+    int (*)(const struct dirent**, const struct dirent**))                           \
+  X(unlink, int, const char*)                                                        \
+  X(unlinkat, int, int, const char*, int)                                            \
+  X(remove, int, const char*)                                                        \
+  X(rmdir, int, const char*)                                                         \
+  X(mkdir, int, const char*, mode_t)                                                 \
+  X(mkdirat, int, int, const char*, mode_t)                                          \
+  X(rename, int, const char*, const char*)                                           \
+  X(renameat, int, int, const char*, int, const char*)                               \
+  X(renameat2, int, int, const char*, int, const char*, unsigned)                    \
+  X(link, int, const char*, const char*)                                             \
+  X(linkat, int, int, const char*, int, const char*, int)                            \
+  X(symlink, int, const char*, const char*)                                          \
+  X(symlinkat, int, const char*, int, const char*)                                   \
+  X(truncate, int, const char*, off_t)                                               \
+  X(chmod, int, const char*, mode_t)                                                 \
+  X(fchmodat, int, int, const char*, mode_t, int)                                    \
+  X(chown, int, const char*, uid_t, gid_t)                                           \
+  X(lchown, int, const char*, uid_t, gid_t)                                          \
+  X(fchownat, int, int, const char*, uid_t, gid_t, int)                              \
+  X(utimensat, int, int, const char*, const struct timespec*, int)                   \
+  X(utimes, int, const char*, const struct timeval*)
 
 struct Real {
 #define MF_REAL_FIELD(name, ret, ...) ret (*name)(__VA_ARGS__);
@@ -105,6 +127,12 @@ extern constinit std::atomic<Vfs*> g_vfs;
 extern thread_local bool t_busy __attribute__((tls_model("initial-exec")));
 
 void ensure_init();
+
+// True in a child that shares our memory without having gone through fork() (vfork, posix_spawn's
+// clone(CLONE_VM|CLONE_VFORK)): no fork handler ran, and the engine's state is the parent's own memory,
+// so the fd-table hooks (close, close_range, dup*) must pass through without touching it. One getpid
+// system call; callers ask only for a virtual fd.
+bool in_vfork_child();
 
 // The engine when this call may be ours: init done, not re-entered from our own work, configuration valid.
 inline Vfs* active() {

@@ -1,7 +1,6 @@
 // Prefetcher implementation: see prefetcher.hpp for the threads, the limits and why.
 #include "core/prefetch/prefetcher.hpp"
 
-#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -44,12 +43,6 @@ std::string dir_of(const std::string& path) {
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
 }
 
-void block_signals() {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
-}
-
 }  // namespace
 
 struct Prefetcher::Impl {
@@ -83,8 +76,8 @@ struct Prefetcher::Impl {
 
   void start() {
     for (uint32_t i = 0; i < cfg.threads; ++i)
-      threads.push_back(start_internal_thread([this] { block_signals(); planner_loop(); }));
-    threads.push_back(start_internal_thread([this] { block_signals(); feeder_loop(); }));
+      threads.push_back(start_internal_thread([this] { planner_loop(); }));
+    threads.push_back(start_internal_thread([this] { feeder_loop(); }));
   }
 
   void stop() {

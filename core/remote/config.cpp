@@ -1,6 +1,9 @@
 #include "core/remote/config.hpp"
 
+#include <atomic>
 #include <string_view>
+
+#include "core/util/log.hpp"
 
 namespace mf {
 
@@ -102,6 +105,13 @@ Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
   else if (addressing == "virtual") c.addressing = Addressing::virtual_host;
   else if (!addressing.empty()) return bad_variable("MODELFETCH_S3_ADDRESSING", addressing, "path or virtual");
   c.ca_bundle = get(env, "AWS_CA_BUNDLE");
+  std::string insecure = get(env, "MODELFETCH_INSECURE_TLS");
+  if (insecure == "1") c.insecure_tls = true;
+  else if (!insecure.empty() && insecure != "0") return bad_variable("MODELFETCH_INSECURE_TLS", insecure, "0 or 1");
+  static std::atomic<bool> warned{false};
+  if (c.insecure_tls && !warned.exchange(true))
+    MF_WARN("MODELFETCH_INSECURE_TLS=1: TLS certificate and host name verification are OFF; any server on the "
+            "path can impersonate the endpoint");
   if (auto r = read_tuning(env, &c); !r) return r.error();
   return c;
 }

@@ -6,6 +6,10 @@
 // us-east-1), AWS_ENDPOINT_URL (an S3-compatible server: path-style addressing by default, since such servers
 // rarely have wildcard DNS), AWS_CA_BUNDLE. MODELFETCH_S3_ADDRESSING=path|virtual overrides the style.
 //
+// TLS: curl's defaults (peer certificate and host name verified against the system CAs or AWS_CA_BUNDLE);
+// MODELFETCH_INSECURE_TLS=1 turns both checks off (a test endpoint with a self-signed certificate) and logs
+// one warning per process; any value but 0 or 1 is a configuration error.
+//
 // Tuning (MODELFETCH_*), with why each default:
 //  - MAX_CONNECTIONS 16: parallel HTTP/1.1 keep-alive connections, one range in flight on each. Measured on
 //    loopback nginx (docs/DESIGN.md): 8 already saturate two cores; 16 covers the per-connection throughput
@@ -41,6 +45,7 @@ struct RemoteConfig {
   std::string endpoint;  // empty: AWS (https://s3.REGION.amazonaws.com); else "scheme://host[:port][/path]", no trailing '/'
   Addressing addressing = Addressing::virtual_host;
   std::string ca_bundle;  // empty: the system's
+  bool insecure_tls = false;  // MODELFETCH_INSECURE_TLS=1: no peer or host name verification
 
   uint32_t max_connections = 16;
   uint32_t retries = 5;

@@ -124,6 +124,11 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(left > 1 ? left : 1));
   }
   if (!config.ca_bundle.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, config.ca_bundle.c_str());
+  // Verification is curl's default (peer 1, host 2); only MODELFETCH_INSECURE_TLS=1 turns it off.
+  if (config.insecure_tls) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
   if (!remote.is_s3()) {  // mirrors redirect to CDNs; S3 signing would not survive a redirect
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);

@@ -116,13 +116,9 @@ Result<void> MappingManager::Impl::ensure_started() {
     return make_error(errno, std::string("eventfd: ") + std::strerror(errno));
   }
   workers = w;
-  // Our threads take no signals meant for the app (its handlers may not expect foreign threads).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  // Our threads take no signals meant for the app (start_internal_thread blocks them all).
   w->fault_thread = start_internal_thread([this] { fault_loop(); });
   for (int i = 0; i < kFillWorkers; ++i) w->fill_threads.push_back(start_internal_thread([this] { worker_loop(); }));
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return {};
 }
 

@@ -1,6 +1,9 @@
 #include "core/vfs/tree.hpp"
 
+#include <climits>
 #include <ctime>
+
+#include "core/util/log.hpp"
 
 namespace mf {
 namespace {
@@ -32,6 +35,14 @@ std::string_view parent_of(std::string_view rel) {
 std::string_view base_of(std::string_view rel) {
   size_t slash = rel.rfind('/');
   return slash == std::string_view::npos ? rel : rel.substr(slash + 1);
+}
+
+// A name a path can reach: keys are only ever looked up from normalised local paths, so "", "." and ".."
+// components (key "a/../../etc/passwd") and names longer than NAME_MAX (the kernel refuses such a path
+// component) could never be opened; listing them would show entries that alias "." / ".." or a truncated
+// d_name that names another file. They are left out of the tree.
+bool addressable(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.size() <= NAME_MAX;
 }
 
 }  // namespace
@@ -69,9 +80,11 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     std::string name = o.key.substr(prefix.size());
     if (size_t slash = name.find('/'); slash != std::string::npos) {
       // A deeper key (a server that ignored the delimiter): its first component is a directory.
-      if (slash > 0) dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
+      if (addressable(std::string_view(name).substr(0, slash)))
+        dir.children.insert_or_assign(name.substr(0, slash), Node{NodeKind::dir, {}, 0});
       continue;
     }
+    if (!addressable(name)) continue;
     Node n{NodeKind::file, o, parse_http_time(o.last_modified)};
     dir.children.emplace(std::move(name), std::move(n));
   }
@@ -81,6 +94,7 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     // two levels deep; S3 returns "a/b/".
     std::string name = p.substr(prefix.size());
     name.resize(name.find('/'));
+    if (!addressable(name)) continue;
     // A key "a/b" and a prefix "a/b/" can both exist; the directory wins, as in s3fs and mountpoint-s3.
     dir.children.insert_or_assign(std::move(name), Node{NodeKind::dir, {}, 0});
   }
@@ -109,6 +123,7 @@ Result<Node> Tree::lookup(const std::string& key_base, std::string_view rel) {
   Result<Node> node = info ? Result<Node>(Node{NodeKind::file, *info, parse_http_time(info->last_modified)})
                            : Result<Node>(info.error());
   if (info || info.error().code == ENOENT) heads_.emplace(key, node);  // transient errors are retried
+  else MF_WARN("%s", info.error().message.c_str());  // e.g. a TLS failure: the program sees only the errno
   return node;
 }
 
@@ -117,7 +132,10 @@ Result<std::vector<DirEntry>> Tree::list(const std::string& key_base, std::strin
   std::string prefix = key_base;
   if (!rel.empty()) (prefix += rel) += '/';
   auto dir = dir_locked(prefix, rel.empty());
-  if (!dir) return dir.error();
+  if (!dir) {
+    if (dir.error().code != ENOENT) MF_WARN("%s", dir.error().message.c_str());
+    return dir.error();
+  }
   if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
   std::vector<DirEntry> out;
   out.reserve((*dir)->children.size());

@@ -136,20 +136,30 @@ def at(delay, fn):
     return action
 
 
+def replace_tail(path, block):
+    """Writes a copy whose last 4096 bytes are `block` and renames it over `path`: atomic, as an S3 PUT is
+    (a GET in flight keeps streaming the old object from its open file; the new inode is a new ETag).
+    Rewriting in place would change the bytes under a GET the emulator already answered with the old ETag,
+    which no real store does, and which no client can detect."""
+    with open(path, "rb") as f:
+        data = f.read()
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(data[:-4096] + block)
+    os.replace(tmp, path)
+
+
 def rewrite_shard(path):
-    """Changes bytes of the data region in place (same size, new mtime, so a new ETag)."""
-    with open(path, "r+b") as f:
+    """Replaces the object with one whose last 4096 bytes differ (same size, a new ETag)."""
+    with open(path, "rb") as f:
         f.seek(-4096, os.SEEK_END)
         block = f.read(4096)
-        f.seek(-4096, os.SEEK_END)
-        f.write(bytes(b ^ 0xFF for b in block))
+    replace_tail(path, bytes(b ^ 0xFF for b in block))
     return block
 
 
 def restore_shard(path, block):
-    with open(path, "r+b") as f:
-        f.seek(-4096, os.SEEK_END)
-        f.write(block)
+    replace_tail(path, block)
 
 
 def main():

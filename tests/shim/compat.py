@@ -2,13 +2,14 @@
 """Compatibility checks run under LD_PRELOAD (through harness.py): every operation on the mount must give
 what the same operation gives on the local copy (MF_LOCAL_DIR), byte for byte.
 
-usage: compat.py GROUP   (basic | dirs | mmap | safetensors | numpy | torch | threads | fork | errors)
+usage: compat.py GROUP   (basic | dirs | mmap | safetensors | numpy | torch | threads | fork | forkexec | errors)
 """
 import errno
 import json
 import mmap
 import os
 import struct
+import subprocess
 import sys
 import threading
 
@@ -97,6 +98,22 @@ def mmaps():
     check(m[:] == local("chunks.bin")[1 << 20:(1 << 20) + 8192], "mmap with offset")
     m[0:4] = b"abcd"  # private copy is writable
     m.close()
+    # an empty object: open/read/fstat work, and mmap behaves as on an empty local file
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    for d in (L, M):
+        with open(os.path.join(d, "empty.bin"), "rb") as f:
+            check(f.read() == b"" and os.fstat(f.fileno()).st_size == 0, "read of an empty file in " + d)
+            try:
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                check(False, "mmap of an empty file succeeded")
+            except ValueError:
+                pass
+            p = libc.mmap(None, 0, mmap.PROT_READ, mmap.MAP_PRIVATE, f.fileno(), 0)
+            check(p == ctypes.c_void_p(-1).value and ctypes.get_errno() == errno.EINVAL,
+                  "mmap(len 0) of an empty file in %s: %r errno %d" % (d, p, ctypes.get_errno()))
 
 
 def load_safetensors(path):
@@ -185,6 +202,53 @@ def fork():
     check(m[:] == data, "parent mapping after fork")
 
 
+def forkexec():
+    """fork, then exec in the child (LD_PRELOAD is inherited: a fresh shim in the new image) while the parent
+    holds a partly faulted mapping and an open fd; also subprocess (vfork/posix_spawn, no fork handlers)."""
+    data, odd, top = local("chunks.bin"), local("odd.bin"), local("sub/top.bin")
+    with open(M + "/chunks.bin", "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    check(m[:4096] == data[:4096], "first page before fork")
+    fd = os.open(M + "/odd.bin", os.O_RDONLY)
+    os.lseek(fd, 1000, os.SEEK_SET)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(w, 1)
+        os.execv("/bin/cat", ["cat", M + "/odd.bin"])
+    os.close(w)
+    out = b""
+    while True:
+        b = os.read(r, 1 << 20)
+        if not b:
+            break
+        out += b
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    check(status == 0 and out == odd, "exec'd cat: status %d, %d bytes (want %d)" % (status, len(out), len(odd)))
+    code = ("import mmap, os, sys\n"
+            "p, l = sys.argv[1], sys.argv[2]\n"
+            "want = open(l, 'rb').read()\n"
+            "f = open(p, 'rb'); mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+            "sys.exit(0 if mm[:] == want and open(p, 'rb').read() == want else 3)\n")
+    pid = os.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code, M + "/model.safetensors", L + "/model.safetensors"])
+    _, status = os.waitpid(pid, 0)
+    check(status == 0, "exec'd python: status %d" % status)
+    res = subprocess.run(["/bin/cat", M + "/sub/top.bin"], capture_output=True)
+    check(res.returncode == 0 and res.stdout == top, "subprocess cat: %d bytes" % len(res.stdout))
+    # a shell redirection dup2()s the virtual fd onto stdin and execs cat: the new image cannot serve it, so
+    # it must fail (the fd stays close-on-exec) rather than read the memfd's zeros
+    res = subprocess.run(["/bin/sh", "-c", 'cat < "$0"', M + "/odd.bin"], capture_output=True)
+    check(res.stdout == odd or (res.returncode != 0 and res.stdout == b""),
+          "cat < mounted file: rc %d, %d bytes, right bytes: %s" % (res.returncode, len(res.stdout), res.stdout == odd))
+    check(os.read(fd, 5000) == odd[1000:6000], "parent fd offset after fork+exec")
+    check(m[:] == data, "parent mapping after fork+exec")
+    os.close(fd)
+    m.close()
+
+
 def errors():
     for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC, os.O_WRONLY | os.O_CREAT):
         try:
@@ -204,10 +268,51 @@ def errors():
         check(False, "create succeeded")
     except OSError as e:
         check(e.errno == errno.EROFS, "create errno")
+    # namespace and metadata changes: EROFS under the mount (existing or not), EXDEV across it; nothing
+    # changes, and nothing appears on the local disk at the mount path
+    before = (sorted(os.listdir(M)), local("odd.bin"))
+    tmp = os.path.join(os.path.dirname(L), "outside.bin")
+    with open(tmp, "wb") as f:
+        f.write(b"x")
+    calls = [("unlink", lambda: os.unlink(M + "/odd.bin"), errno.EROFS),
+             ("unlink missing", lambda: os.unlink(M + "/missing.bin"), errno.EROFS),
+             ("unlinkat", lambda: os.unlink("odd.bin", dir_fd=os.open(M, os.O_RDONLY | os.O_DIRECTORY)), errno.EROFS),
+             ("rmdir", lambda: os.rmdir(M + "/sub/dir"), errno.EROFS),
+             ("mkdir", lambda: os.mkdir(M + "/newdir"), errno.EROFS),
+             ("mkdir mount", lambda: os.mkdir(M), errno.EROFS),
+             ("rename inside", lambda: os.rename(M + "/odd.bin", M + "/odd2.bin"), errno.EROFS),
+             ("rename out", lambda: os.rename(M + "/odd.bin", tmp + ".moved"), errno.EXDEV),
+             ("rename in", lambda: os.rename(tmp, M + "/in.bin"), errno.EXDEV),
+             ("replace", lambda: os.replace(tmp, M + "/odd.bin"), errno.EXDEV),
+             ("link", lambda: os.link(M + "/odd.bin", tmp + ".link"), errno.EXDEV),
+             ("symlink", lambda: os.symlink("/etc/passwd", M + "/evil"), errno.EROFS),
+             ("truncate", lambda: os.truncate(M + "/odd.bin", 0), errno.EROFS),
+             ("chmod", lambda: os.chmod(M + "/odd.bin", 0o777), errno.EROFS),
+             ("utime", lambda: os.utime(M + "/odd.bin", (0, 0)), errno.EROFS),
+             ("remove (stdio)", lambda: remove_c(M + "/odd.bin"), errno.EROFS)]
+    for name, call, want in calls:
+        try:
+            call()
+            check(False, name + " succeeded")
+        except OSError as e:
+            check(e.errno == want, "%s: errno %d, want %d" % (name, e.errno, want))
+    check((sorted(os.listdir(M)), open(M + "/odd.bin", "rb").read()) == before, "the mount changed")
+    check(os.path.exists(tmp) and not os.path.exists(tmp + ".moved"), "the local file moved")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # the real disk, not the mount
+    check(subprocess.call(["/bin/sh", "-c", 'test ! -e "$0/newdir" && test ! -e "$0/evil"', M], env=env) == 0,
+          "a local path appeared under the mount path")
+    os.unlink(tmp)  # outside the mount: passes through
+
+
+def remove_c(path):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.remove(path.encode()) != 0:
+        raise OSError(ctypes.get_errno(), "remove")
 
 
 GROUPS = {"basic": basic, "dirs": dirs, "mmap": mmaps, "safetensors": safetensors, "numpy": numpy_group,
-          "torch": torch_group, "threads": threads, "fork": fork, "errors": errors}
+          "torch": torch_group, "threads": threads, "fork": fork, "forkexec": forkexec, "errors": errors}
 
 if __name__ == "__main__":
     GROUPS[sys.argv[1]]()

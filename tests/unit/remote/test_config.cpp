@@ -13,6 +13,13 @@ TEST_CASE("defaults with an empty environment: unsigned, us-east-1, virtual-host
   CHECK(c->addressing == Addressing::virtual_host);
   CHECK(c->max_connections == 16);
   CHECK(c->retries == 5);
+  CHECK_FALSE(c->insecure_tls);  // TLS is verified unless asked otherwise
+}
+
+TEST_CASE("MODELFETCH_INSECURE_TLS: 0 or 1") {
+  CHECK_FALSE(RemoteConfig::from_env(map_env({{"MODELFETCH_INSECURE_TLS", "0"}}))->insecure_tls);
+  CHECK_FALSE(RemoteConfig::from_env(map_env({{"MODELFETCH_INSECURE_TLS", ""}}))->insecure_tls);
+  CHECK(RemoteConfig::from_env(map_env({{"MODELFETCH_INSECURE_TLS", "1"}}))->insecure_tls);
 }
 
 TEST_CASE("AWS variables") {
@@ -71,6 +78,9 @@ TEST_CASE("bad values: one line naming the variable and the expected form") {
       {"MODELFETCH_MAX_CONNECTIONS", "lots", "expected an integer"},
       {"MODELFETCH_RETRIES", "-1", "expected an integer"},
       {"MODELFETCH_TIMEOUT_MS", "1e3", "expected an integer"},
+      {"MODELFETCH_INSECURE_TLS", "yes", "expected 0 or 1"},
+      {"MODELFETCH_INSECURE_TLS", "true", "expected 0 or 1"},
+      {"MODELFETCH_INSECURE_TLS", "2", "expected 0 or 1"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.var);

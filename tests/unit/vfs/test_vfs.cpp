@@ -5,11 +5,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
 #include "core/vfs/config.hpp"
 #include "core/vfs/path.hpp"
+#include "core/vfs/tree.hpp"
 #include "core/vfs/vfs.hpp"
 #include "tests/support/local_dir_store.hpp"
 
@@ -181,4 +183,62 @@ TEST_CASE("virtual fds: read, offsets, dup, close identity, errors") {
   ::close(other);
   CHECK(f.vfs->used());
   CHECK(f.vfs->stats_json().find("\"/mnt/m/f.bin\"") != std::string::npos);
+}
+
+namespace {
+// A store whose listing is a fixed set of keys (a delimited listing as S3 answers it): keys no file system
+// can hold, which LocalDirStore cannot serve.
+class KeyListStore : public ObjectStore {
+ public:
+  explicit KeyListStore(std::vector<std::string> keys) : keys_(std::move(keys)) {}
+  Result<ObjectInfo> stat(std::string_view) override { return make_error(ENOENT, "no HEAD here"); }
+  Result<Listing> list(std::string_view prefix, bool delimited) override {
+    Listing out;
+    for (const auto& k : keys_) {
+      if (!k.starts_with(prefix)) continue;
+      size_t slash = k.find('/', prefix.size());
+      if (delimited && slash != std::string::npos) {
+        std::string p = k.substr(0, slash + 1);
+        if (std::find(out.common_prefixes.begin(), out.common_prefixes.end(), p) == out.common_prefixes.end())
+          out.common_prefixes.push_back(p);
+      } else {
+        out.objects.push_back(ObjectInfo{k, 1, "\"e\"", ""});
+      }
+    }
+    return out;
+  }
+  void read_async(RangeRequest, ReadCallback done) override { done(make_error(EIO, "no reads here")); }
+  StoreStats stats() const override { return {}; }
+
+ private:
+  std::vector<std::string> keys_;
+};
+
+std::vector<std::string> names(const Result<std::vector<DirEntry>>& r) {
+  std::vector<std::string> out;
+  if (r)
+    for (const auto& e : *r) out.push_back(e.name);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("tree: keys a path cannot reach are left out; a key that is also a prefix is a directory") {
+  const std::string base = "s3://b/m/";
+  std::string long_name(1000, 'x');
+  KeyListStore store({base + "ok.bin", base + "a/../../etc/passwd", base + "a/./b", base + "a/real.bin",
+                      base + "../up.bin", base + "./dot.bin", base + ".", base + long_name,
+                      base + "d/" + long_name + "/f", base + std::string(255, 'y'), base + "both",
+                      base + "both/inner.bin", base + "empty.bin"});
+  Tree tree(store);
+  auto root = tree.list(base, "");
+  REQUIRE(root);
+  // ".." (from "../up.bin") and "." are not entries, nor is the 1000-character name; 255 characters is.
+  CHECK(names(root) == std::vector<std::string>{"a", "both", "d", "empty.bin", "ok.bin", std::string(255, 'y')});
+  CHECK(names(tree.list(base, "a")) == std::vector<std::string>{"real.bin"});
+  CHECK(names(tree.list(base, "d")).empty());
+  CHECK(tree.lookup(base, "a/..").error().code == ENOENT);
+  CHECK(tree.lookup(base, long_name).error().code == ENOENT);
+  CHECK(tree.lookup(base, "both")->kind == NodeKind::dir);  // the directory wins, as in s3fs/mountpoint-s3
+  CHECK(tree.lookup(base, "both/inner.bin")->kind == NodeKind::file);
+  CHECK(tree.lookup(base, "a/real.bin")->info.key == base + "a/real.bin");
 }

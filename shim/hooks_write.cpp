@@ -1,0 +1,99 @@
+// Hooks for calls that would change the namespace or a file's metadata: unlink/unlinkat/remove/rmdir,
+// mkdir/mkdirat, rename/renameat/renameat2, link/linkat, symlink/symlinkat (the new name), truncate,
+// chmod/fchmodat, chown/lchown/fchownat, utimensat/utimes. The mount is a read-only file system: a path
+// under it fails with EROFS, existing or not, and nothing is touched on the local disk (without these hooks
+// the call would reach the local directory the mount path shadows: mkdir would create it, a file there would
+// be renamed). rename and link with exactly one of the two paths under a mount fail with EXDEV, as between
+// two file systems (mv and shutil.move then copy, and their unlink of the source fails with EROFS). Opening
+// for writing is refused in the open hooks (core/vfs). Anything else passes straight to libc.
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "shim/shim.hpp"
+
+using mf::shim::real;
+
+namespace mf::shim {
+namespace {
+
+// True (errno EROFS) when (dirfd, path) names something under a mount.
+bool refused(int dirfd, const char* path) {
+  Vfs* v = active();
+  if (!v || !mounted(v, dirfd, path)) return false;
+  errno = EROFS;
+  return true;
+}
+
+// Two paths: EROFS when both are under a mount, EXDEV when one is.
+bool refused2(int dirfd1, const char* path1, int dirfd2, const char* path2) {
+  Vfs* v = active();
+  if (!v) return false;
+  bool a = mounted(v, dirfd1, path1).has_value();
+  bool b = mounted(v, dirfd2, path2).has_value();
+  if (!a && !b) return false;
+  errno = a && b ? EROFS : EXDEV;
+  return true;
+}
+
+}  // namespace
+}  // namespace mf::shim
+
+using namespace mf::shim;
+
+MF_EXPORT int unlink(const char* path) { return refused(AT_FDCWD, path) ? -1 : real.unlink(path); }
+MF_EXPORT int unlinkat(int dirfd, const char* path, int flags) {
+  return refused(dirfd, path) ? -1 : real.unlinkat(dirfd, path, flags);
+}
+MF_EXPORT int remove(const char* path) { return refused(AT_FDCWD, path) ? -1 : real.remove(path); }
+MF_EXPORT int rmdir(const char* path) { return refused(AT_FDCWD, path) ? -1 : real.rmdir(path); }
+MF_EXPORT int mkdir(const char* path, mode_t mode) { return refused(AT_FDCWD, path) ? -1 : real.mkdir(path, mode); }
+MF_EXPORT int mkdirat(int dirfd, const char* path, mode_t mode) {
+  return refused(dirfd, path) ? -1 : real.mkdirat(dirfd, path, mode);
+}
+MF_EXPORT int rename(const char* from, const char* to) {
+  return refused2(AT_FDCWD, from, AT_FDCWD, to) ? -1 : real.rename(from, to);
+}
+MF_EXPORT int renameat(int fromfd, const char* from, int tofd, const char* to) {
+  return refused2(fromfd, from, tofd, to) ? -1 : real.renameat(fromfd, from, tofd, to);
+}
+MF_EXPORT int renameat2(int fromfd, const char* from, int tofd, const char* to, unsigned flags) {
+  return refused2(fromfd, from, tofd, to) ? -1 : real.renameat2(fromfd, from, tofd, to, flags);
+}
+MF_EXPORT int link(const char* from, const char* to) {
+  return refused2(AT_FDCWD, from, AT_FDCWD, to) ? -1 : real.link(from, to);
+}
+MF_EXPORT int linkat(int fromfd, const char* from, int tofd, const char* to, int flags) {
+  return refused2(fromfd, from, tofd, to) ? -1 : real.linkat(fromfd, from, tofd, to, flags);
+}
+MF_EXPORT int symlink(const char* target, const char* path) {
+  return refused(AT_FDCWD, path) ? -1 : real.symlink(target, path);
+}
+MF_EXPORT int symlinkat(const char* target, int dirfd, const char* path) {
+  return refused(dirfd, path) ? -1 : real.symlinkat(target, dirfd, path);
+}
+MF_EXPORT int truncate(const char* path, off_t length) {
+  return refused(AT_FDCWD, path) ? -1 : real.truncate(path, length);
+}
+MF_EXPORT int truncate64(const char* path, off_t length) { return truncate(path, length); }  // x86-64: one call
+MF_EXPORT int chmod(const char* path, mode_t mode) { return refused(AT_FDCWD, path) ? -1 : real.chmod(path, mode); }
+MF_EXPORT int fchmodat(int dirfd, const char* path, mode_t mode, int flags) {
+  return refused(dirfd, path) ? -1 : real.fchmodat(dirfd, path, mode, flags);
+}
+MF_EXPORT int chown(const char* path, uid_t uid, gid_t gid) {
+  return refused(AT_FDCWD, path) ? -1 : real.chown(path, uid, gid);
+}
+MF_EXPORT int lchown(const char* path, uid_t uid, gid_t gid) {
+  return refused(AT_FDCWD, path) ? -1 : real.lchown(path, uid, gid);
+}
+MF_EXPORT int fchownat(int dirfd, const char* path, uid_t uid, gid_t gid, int flags) {
+  return refused(dirfd, path) ? -1 : real.fchownat(dirfd, path, uid, gid, flags);
+}
+MF_EXPORT int utimensat(int dirfd, const char* path, const struct timespec times[2], int flags) {
+  return refused(dirfd, path) ? -1 : real.utimensat(dirfd, path, times, flags);
+}
+MF_EXPORT int utimes(const char* path, const struct timeval times[2]) {
+  return refused(AT_FDCWD, path) ? -1 : real.utimes(path, times);
+}

@@ -4,7 +4,8 @@ each tensor checked against the generator's manifest (XXH3-64).
 
 Transient faults (connection resets, 503/500 bursts, short bodies, stalled bodies): the load completes and
 every hash matches. Permanent faults (the object rewritten or its ETag bumped mid-load, the object deleted
-mid-load, the emulator killed mid-load, a bucket that does not exist, a closed port): the load fails cleanly
+mid-load, the emulator killed mid-load, credentials expiring mid-load (403 ExpiredToken on every later
+request), a bucket that does not exist, a closed port, a host name that does not resolve): the load fails cleanly
 within a bounded time: non-zero exit, either an I/O error reported by the loader or SIGBUS on a mapped access
 preceded by the shim's log line naming the file, the byte range and the cause. Never a hang (each run has a
 wall-clock limit), never wrong bytes (a manifest mismatch is a failure whatever the scenario).
@@ -236,6 +237,14 @@ def main():
                 emu.stop()
             record("server-killed", ["failed-cleanly"], outcome, secs, out)
 
+            emu = Emu(emu_exe, data, *paced)
+            try:
+                outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
+                                              action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/expire-credentials")))
+            finally:
+                emu.stop()
+            record("credentials-expired", ["failed-cleanly"], outcome, secs, out)
+
     for kind in kinds:
         emu = Emu(emu_exe, data, "--latency-ms", "2")
         try:
@@ -245,6 +254,9 @@ def main():
         record("wrong-bucket", ["failed-cleanly"], outcome, secs, out)
         outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % closed_port())
         record("connect-refused", ["failed-cleanly"], outcome, secs, out)
+        # A name that cannot resolve (RFC 2606 reserves .invalid): curl's resolver fails, no request is sent.
+        outcome, secs, out = run_load(ctx, kind, "http://modelfetch-test.invalid:9")
+        record("dns-failure", ["failed-cleanly"], outcome, secs, out)
 
     # Exit with transfers in flight: a Python child maps every shard, a daemon thread walks the pages of the
     # last one (faults waiting on a paced emulator), and the main thread exits after 0.5 s through os._exit

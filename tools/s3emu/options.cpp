@@ -54,7 +54,8 @@ const char* usage() {
          "         [--fault-stall P] [--fault-short P] [--fault-seed S] [--quiet]\n"
          "Serves DIR as the S3 bucket NAME (default models), path-style, over HTTP/1.1. --port 0 (default)\n"
          "picks a free port and writes it to --port-file. Rates: bytes/s with K/M/G (10^3/6/9), 0 = off.\n"
-         "Control: GET /_emu/stats, POST /_emu/reset-stats, POST /_emu/replace?key=K; SIGUSR1 bumps every ETag.\n";
+         "Control: GET /_emu/stats, POST /_emu/reset-stats, POST /_emu/replace?key=K,\n"
+         "         POST /_emu/expire-credentials (every later S3 request gets 403 ExpiredToken); SIGUSR1 bumps every ETag.\n";
 }
 
 ParsedOptions parse_options(int argc, char** argv) {

@@ -268,6 +268,9 @@ Reply Bucket::control(const Request& r, Stats& stats) {
   } else if (r.path == "/_emu/reset-stats" && r.method == "POST") {
     stats.reset();
     out.body = "{}\n";
+  } else if (r.path == "/_emu/expire-credentials" && r.method == "POST") {
+    credentials_expired_.store(true);
+    out.body = "{}\n";
   } else if (r.path == "/_emu/replace" && r.method == "POST") {
     std::string key = r.query_or("key");
     struct stat st {};
@@ -301,6 +304,10 @@ Reply Bucket::route(const Request& r, Stats& stats) {
   if (r.path.rfind("/_emu/", 0) == 0) {
     stats.other.fetch_add(1);
     return control(r, stats);
+  }
+  if (credentials_expired_.load()) {  // what S3 answers a request signed with an expired session token
+    stats.other.fetch_add(1);
+    return error_reply(403, "ExpiredToken", "The provided token has expired.", r.path);
   }
   bool get = r.method == "GET", head = r.method == "HEAD";
   if (r.path == "/") {

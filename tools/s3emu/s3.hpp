@@ -76,6 +76,7 @@ class Bucket {
   std::mutex generation_mutex_;
   std::map<std::string, uint64_t> generation_;
   std::atomic<uint64_t> global_generation_{0};
+  std::atomic<bool> credentials_expired_{false};  // POST /_emu/expire-credentials: every S3 request -> 403
 };
 
 Reply error_reply(int code, const std::string& s3_code, const std::string& message, const std::string& resource);

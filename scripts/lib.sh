@@ -12,9 +12,18 @@ MF_APT_PACKAGES=(
   libcurl4-openssl-dev libxxhash-dev rapidjson-dev doctest-dev libpugixml-dev
   python3 python3-numpy python3-boto3 python3-torch
   nginx util-linux procps time s3fs rclone python3-matplotlib openssl
+  clang libclang-rt-dev  # scripts/fuzz (libFuzzer); the GCC sanitizer runtimes come with g++
 )
 
 mf_log() { printf '==> %s\n' "$*" >&2; }
+# mf_timed WHAT CMD...: runs CMD and logs how long it took.
+mf_timed() {
+  local what=$1 t0=$SECONDS
+  shift
+  mf_log "$what"
+  "$@"
+  mf_log "$what: done in $((SECONDS - t0)) s"
+}
 mf_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 mf_install_deps() {

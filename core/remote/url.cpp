@@ -96,16 +96,14 @@ Result<RemoteUrl> parse_remote_url(std::string_view text) {
     url.path = std::string(path);
     return url;
   }
-  size_t q = host.find('?');
-  if (q != std::string_view::npos) {  // "http://host?x": no path
-    url.query = std::string(host.substr(q + 1));
-    host = host.substr(0, q);
-  } else {
-    q = path.find('?');
-    if (q != std::string_view::npos) {
-      url.query = std::string(path.substr(q + 1));
-      path = path.substr(0, q);
-    }
+  // The query starts at the first '?', also when that comes before the first '/' ("http://host?a=/b?c":
+  // no path, query "a=/b?c"; splitting at the '/' first put part of the query into the displayed path).
+  if (size_t q = rest.find('?'); q != std::string_view::npos) {
+    url.query = std::string(rest.substr(q + 1));
+    rest = rest.substr(0, q);
+    slash = rest.find('/');
+    host = rest.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
   if (!valid_authority(host)) return bad_url(shown, "bad host");
   url.authority = std::string(host);

@@ -96,12 +96,12 @@ def run_load(ctx, kind, endpoint, bucket="models", action=None, extra_env=None):
     env.update(SHIM_ENV)
     env["AWS_ENDPOINT_URL"] = endpoint
     env.update(extra_env or {})
-    # A sanitized shim needs its runtime first in LD_PRELOAD; `modelfetch run` keeps a sanitizer runtime
-    # ahead of the shim it adds. An ordinary build: nothing to preload, `modelfetch run` does it all.
-    rt = sanitizer.runtime(ctx["shim"])
-    if rt:
+    # A sanitized shim needs its runtime (and, for ASan, the initfirst helper) in LD_PRELOAD; `modelfetch
+    # run` keeps a sanitizer runtime ahead of the shim it adds. An ordinary build: nothing to preload.
+    first = sanitizer.runtime_preload(ctx["shim"])
+    if first:
         sanitizer.preload_env(ctx["shim"], env)
-        env["LD_PRELOAD"] = rt
+        env["LD_PRELOAD"] = first
     cmd = [ctx["cli"], "run", "--remote", "s3://%s/m" % bucket, "--mount", mount, "--"]
     cmd += loader_cmd(kind, mount, ctx["manifest"], ctx["loader"])
     t0 = time.monotonic()
@@ -176,7 +176,7 @@ def main():
                           stdout=subprocess.DEVNULL)
     shards = sorted(os.path.join(model, f) for f in os.listdir(model) if f.endswith(".safetensors"))
     ctx = {"cli": cli, "loader": loader, "manifest": manifest, "root": root, "shim": shim}
-    # Under a sanitized build only the instrumented C++ loader can run (tests/shim/sanitizer.py, blocked()).
+    # Under the TSan build only the instrumented C++ loader runs (tests/shim/sanitizer.py, blocked()).
     kinds = ("cc",) if sanitizer.blocked(shim, "/usr/bin/python3") else ("py", "cc")
     results = {}  # fault kind -> list of (outcome, seconds)
     failures = []

@@ -5,6 +5,12 @@ come first in initial library list"); an uninstrumented program (python3, cat) d
 runtime is found from the shim's own dependencies (ldd), so no build option has to be passed down: an
 ordinary build gets LD_PRELOAD=shim and nothing else changes.
 
+ASan also needs to initialise before any library constructor, as it does in an instrumented program (from
+the executable's .preinit_array). In an uninstrumented one it would initialise lazily inside libp11-kit's
+constructor, under libc's locale lock, and hang the program; the ASan build's libmf_asan_initfirst.so
+(tests/sanitizers/asan_initfirst.c, linked -z initfirst) is preloaded too and initialises it first.
+So LD_PRELOAD is libasan:libmf_asan_initfirst.so:shim.
+
 Options set for sanitized runs, and why:
   detect_leaks=0     the preloaded programs are CPython and coreutils, whose interpreter-lifetime allocations
                      LeakSanitizer reports at exit; the core's own leaks are checked by the unit tests.
@@ -15,6 +21,8 @@ Options set for sanitized runs, and why:
 import os
 import re
 import subprocess
+
+INITFIRST = os.path.join("tests", "sanitizers", "libmf_asan_initfirst.so")  # relative to the build root
 
 
 def runtime(lib):
@@ -30,27 +38,46 @@ def runtime(lib):
     return None
 
 
-def blocked(lib, program):
-    """Why `program` cannot run under the sanitized `lib`, or None. An uninstrumented program (CPython, ls)
-    initialises ASan lazily, from its first malloc, which happens inside libp11-kit's constructor (pulled in
-    by libcurl → gnutls) while newlocale() holds libc's locale lock; ASan's init calls dlerror() → gettext,
-    which releases that lock underneath newlocale, and the next setlocale() waits forever. An instrumented
-    program initialises ASan from its own .preinit_array, before any constructor, and is unaffected."""
+def build_root(lib):
+    """The meson build directory `lib` was built in (the nearest parent holding meson-private)."""
+    d = os.path.dirname(os.path.abspath(lib))
+    while d != os.path.dirname(d):
+        if os.path.isdir(os.path.join(d, "meson-private")):
+            return d
+        d = os.path.dirname(d)
+    raise RuntimeError("%s is not inside a meson build directory" % lib)
+
+
+def runtime_preload(lib):
+    """What must precede the sanitized `lib` in LD_PRELOAD ("libasan.so:initfirst helper", "libtsan.so"),
+    or None for an ordinary build."""
     rt = runtime(lib)
     if not rt:
         return None
-    if runtime(program):
+    if os.path.basename(rt).startswith("libasan."):
+        helper = os.path.join(build_root(lib), INITFIRST)
+        if not os.path.exists(helper):  # would hang uninstrumented programs: fail loudly instead
+            raise RuntimeError("ASan build without %s (tests/sanitizers/meson.build)" % helper)
+        return rt + ":" + helper
+    return rt
+
+
+def blocked(lib, program):
+    """Why `program` cannot run under the sanitized `lib`, or None. Under ASan every program runs (see the
+    module docstring). The TSan build is only for the concurrency unit tests (scripts/sanitize tsan): TSan
+    needs every thread in the process instrumented, so an uninstrumented program is not run under it."""
+    rt = runtime(lib)
+    if not rt or os.path.basename(rt).startswith("libasan.") or runtime(program):
         return None
-    return ("%s is not instrumented: a sanitized shim hangs it at startup (ASan initialised inside "
-            "libp11-kit's newlocale; see tests/shim/sanitizer.py)" % program)
+    return "%s is not instrumented: the TSan build of the shim is only run by instrumented tests" % program
 
 
 def preload_env(lib, env):
     """Sets LD_PRELOAD (runtime first when sanitized) and the sanitizer options in `env`; returns env."""
     lib = os.path.abspath(lib)
-    rt = runtime(lib)
-    env["LD_PRELOAD"] = rt + ":" + lib if rt else lib
-    if rt:
+    first = runtime_preload(lib)
+    env["LD_PRELOAD"] = first + ":" + lib if first else lib
+    if first:
         extra = "detect_leaks=0:handle_sigbus=0:abort_on_error=1:halt_on_error=1"
         for var in ("ASAN_OPTIONS", "TSAN_OPTIONS"):
             env[var] = (env.get(var, "") + ":" + extra).lstrip(":")

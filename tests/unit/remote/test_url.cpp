@@ -24,6 +24,14 @@ TEST_CASE("http URLs keep the query apart") {
   CHECK(u->path == "a/b/model.safetensors");
   CHECK(u->query == "X-Amz-Signature=abc&X=1");
   CHECK(u->display().find("Signature") == std::string::npos);
+  // The query starts at the first '?', even before the first '/' (found by scripts/fuzz: the part after
+  // the '/' used to become the path and showed in display()).
+  auto early = parse_remote_url("http://host?a=/b?sig=1");
+  REQUIRE(early.ok());
+  CHECK(early->authority == "host");
+  CHECK(early->path.empty());
+  CHECK(early->query == "a=/b?sig=1");
+  CHECK(early->display() == "http://host/");
   auto v6 = parse_remote_url("http://[::1]:8080/x");
   REQUIRE(v6.ok());
   CHECK(v6->authority == "[::1]:8080");

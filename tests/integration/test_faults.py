@@ -130,9 +130,20 @@ def run_load(ctx, kind, endpoint, bucket="models", action=None, extra_env=None):
     return "failed-cleanly", secs, out
 
 
-def at(delay, fn):
+def at(delay, fn, emu=None):
+    """`fn` at `delay` s into the load, and not before `emu` has served an object GET: a slow start (a
+    sanitized build) must not turn a mid-load fault into one that happens before the load (the shim would
+    then consistently serve the new object, which the manifest of the old one calls wrong)."""
     def action(t0):
         time.sleep(max(0.0, t0 + delay - time.monotonic()))
+        deadline = time.monotonic() + 60
+        while emu is not None and time.monotonic() < deadline:
+            try:
+                if emu.stats().get("get_object", 0) > 0:
+                    break
+            except OSError:
+                break
+            time.sleep(0.02)
         fn()
     return action
 
@@ -189,14 +200,18 @@ def main():
             print("FAIL %s: %s after %.1fs (expected %s)\n%s" % (name, outcome, secs, "/".join(expect),
                                                                   out[-3000:]), file=sys.stderr)
 
-    transient = [("reset", ["--fault-reset", "0.25"]), ("5xx", ["--fault-5xx", "0.3"]),
-                 ("short-body", ["--fault-short", "0.25"]), ("stall", ["--fault-stall", "0.1"])]
-    for name, opts in transient:
+    # A stall costs MODELFETCH_LOW_SPEED_TIME_S (1 s) per attempt: the stall runs allow 8 s per request, so a
+    # chunk that stalls twice in a row (1 load in 3 with 3 s) still gets its retry; each run still
+    # ends in seconds.
+    transient = [("reset", ["--fault-reset", "0.25"], {}), ("5xx", ["--fault-5xx", "0.3"], {}),
+                 ("short-body", ["--fault-short", "0.25"], {}),
+                 ("stall", ["--fault-stall", "0.1"], {"MODELFETCH_TIMEOUT_MS": "8000"})]
+    for name, opts, env_extra in transient:
         for i in range(runs):
             for kind in kinds:
                 emu = Emu(emu_exe, data, "--latency-ms", "2", "--fault-seed", str(17 + i), *opts)
                 try:
-                    outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port)
+                    outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port, extra_env=env_extra)
                     fired = sum(v for k, v in emu.stats().items() if k.startswith("fault_"))
                 finally:
                     emu.stop()
@@ -212,7 +227,7 @@ def main():
             try:
                 key = "m/" + os.path.basename(shards[-1])
                 outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
-                                              action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/replace?key=" + key)))
+                                              action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/replace?key=" + key), emu))
             finally:
                 emu.stop()
             # Completed is acceptable only if every chunk of the object was fetched before the bump.
@@ -222,7 +237,7 @@ def main():
             saved = []
             try:
                 outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
-                                              action=at(0.3 + 0.4 * i, lambda: saved.append(rewrite_shard(shards[-1]))))
+                                              action=at(0.3 + 0.4 * i, lambda: saved.append(rewrite_shard(shards[-1])), emu))
             finally:
                 emu.stop()
                 if saved:
@@ -232,7 +247,7 @@ def main():
             emu = Emu(emu_exe, data, *paced)
             try:
                 outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
-                                              action=at(0.3 + 0.4 * i, lambda: emu.proc.kill()))
+                                              action=at(0.3 + 0.4 * i, lambda: emu.proc.kill(), emu))
             finally:
                 emu.stop()
             record("server-killed", ["failed-cleanly"], outcome, secs, out)
@@ -240,7 +255,7 @@ def main():
             emu = Emu(emu_exe, data, *paced)
             try:
                 outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
-                                              action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/expire-credentials")))
+                                              action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/expire-credentials"), emu))
             finally:
                 emu.stop()
             record("credentials-expired", ["failed-cleanly"], outcome, secs, out)

@@ -13,6 +13,12 @@ usage: test_hardening.py GROUP --cli CLI --shim LIB [--emu S3EMU] [--eintr PROG]
         opens, reads as b"" and refuses mmap as an empty local file does.
   eintr tests/shim/eintr.c under the shim against modelfetch-s3emu with --latency-ms 300, with and without
         SA_RESTART.
+  badinput  malformed *.safetensors objects (header length past the file or over 100 MB, invalid JSON, not an
+        object, overlapping / out-of-range / unsorted offsets, unknown dtype, shape x dtype != length, a
+        shape whose product overflows, 0 to 7 bytes) and a malformed model.safetensors.index.json (a missing
+        shard, wrong types), served by modelfetch-s3emu under the default safetensors policy: a program
+        reading each through read() and mmap gets exactly the object's bytes, exits 0, and the stats count a
+        plan failure per malformed header (the planner fell back; nothing failed the program's reads).
 """
 import os
 import subprocess
@@ -236,6 +242,102 @@ def eintr(cli, lib, emu, prog):
     return errors
 
 
+def safetensors_blob(header, data_len, length=None):
+    """A safetensors-shaped object: 8-byte little-endian length (`length`, default the header's), the header
+    bytes, then data_len bytes of a pattern."""
+    h = header if isinstance(header, bytes) else header.encode()
+    n = len(h) if length is None else length
+    return n.to_bytes(8, "little") + h + bytes((i * 29 + 3) % 256 for i in range(data_len))
+
+
+BAD_SAFETENSORS = {
+    "len_past_file": safetensors_blob('{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}', 4, length=1 << 20),
+    "len_over_100mb": safetensors_blob("{}", 64, length=200_000_000),
+    "len_huge": safetensors_blob("{}", 64, length=(1 << 64) - 1),
+    "invalid_json": safetensors_blob('{"a":{"dtype":"U8",', 16),
+    "not_object": safetensors_blob("[1,2,3]", 16),
+    "overlap": safetensors_blob('{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},'
+                                '"b":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}}', 12),
+    "out_of_range": safetensors_blob('{"a":{"dtype":"U8","shape":[64],"data_offsets":[0,64]}}', 16),
+    "unsorted_gap": safetensors_blob('{"a":{"dtype":"U8","shape":[4],"data_offsets":[8,12]},'
+                                     '"b":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}', 12),
+    "unknown_dtype": safetensors_blob('{"a":{"dtype":"Q7","shape":[4],"data_offsets":[0,4]}}', 4),
+    "shape_mismatch": safetensors_blob('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', 8),
+    "shape_overflow": safetensors_blob('{"a":{"dtype":"F64","shape":[4611686018427387904,8],'
+                                       '"data_offsets":[0,8]}}', 8),
+    "offsets_wrong_type": safetensors_blob('{"a":{"dtype":"U8","shape":[4],"data_offsets":["0","4"]}}', 4),
+    "short_3_bytes": b"\x10\x00\x00",
+    "short_7_bytes": b"\x02\x00\x00\x00\x00\x00\x00",
+    "empty": b"",
+}
+
+READ_BACK = r"""
+import mmap, os, sys
+mount, local = sys.argv[1], sys.argv[2]
+bad = 0
+for name in sorted(os.listdir(local)):
+    want = open(os.path.join(local, name), "rb").read()
+    with open(os.path.join(mount, name), "rb") as f:
+        got = f.read()
+        mapped = want if not want else mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)[:]
+    if got != want or mapped != want:
+        print("DIFFERENT", name, len(got), len(mapped), len(want))
+        bad += 1
+print("checked", len(os.listdir(local)))
+sys.exit(1 if bad else 0)
+"""
+
+
+def badinput(cli, lib, emu):
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="mf-badinput-") as work:
+        data = os.path.join(work, "data")
+        local = os.path.join(data, "m")
+        os.makedirs(local)
+        for name, blob in BAD_SAFETENSORS.items():
+            with open(os.path.join(local, name + ".safetensors"), "wb") as f:
+                f.write(blob)
+        good = safetensors_blob('{"w":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}}', 16)
+        with open(os.path.join(local, "good.safetensors"), "wb") as f:
+            f.write(good)
+        # An index naming a shard that does not exist and a weight_map entry of the wrong type.
+        with open(os.path.join(local, "model.safetensors.index.json"), "w") as f:
+            f.write('{"metadata":{"total_size":"x"},"weight_map":{"w":"good.safetensors","v":"missing.safetensors",'
+                    '"u":7}}')
+        port_file = os.path.join(work, "port")
+        proc = subprocess.Popen([emu, "--dir", data, "--bucket", "models", "--port-file", port_file, "--quiet",
+                                 "--latency-ms", "1"])
+        try:
+            for _ in range(200):
+                if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
+                    break
+                time.sleep(0.05)
+            endpoint = "http://127.0.0.1:%s" % open(port_file).read().strip()
+            mount = os.path.join(work, "mnt")
+            stats = os.path.join(work, "stats.json")
+            env = shim_env(lib, "s3://models/m", mount, AWS_ENDPOINT_URL=endpoint, MODELFETCH_STATS=stats,
+                           MODELFETCH_LOG="info")
+            r = subprocess.run(["/usr/bin/python3", "-c", READ_BACK, mount, local], env=env, capture_output=True,
+                               text=True, timeout=120)
+            print(r.stdout.strip())
+            check(r.returncode == 0, "every object read back byte for byte through read() and mmap (exit %d: %s)"
+                  % (r.returncode, r.stderr.strip()[-500:]), errors)
+            check("Traceback" not in r.stderr, "no exception in the program", errors)
+            import json
+            st = json.load(open(stats)) if os.path.exists(stats) else {}
+            # Every malformed object with at least 8 bytes has a length prefix to reject; the shorter ones may
+            # also fail their plan (too short for a prefix): both count.
+            want = sum(1 for b in BAD_SAFETENSORS.values() if len(b) >= 8)
+            check(st.get("plan_failures", 0) >= want, "plan failures %s >= %d malformed headers"
+                  % (st.get("plan_failures"), want), errors)
+            check(st.get("plans", 0) >= 1, "the good file still got a plan (%s)" % st.get("plans"), errors)
+            check(st.get("errors", 0) == 0, "no store errors (%s)" % st.get("errors"), errors)
+        finally:
+            proc.terminate()
+            proc.wait()
+    return errors
+
+
 def main():
     group = sys.argv[1]
     cli, lib = arg("--cli"), arg("--shim")
@@ -247,6 +349,8 @@ def main():
         errors = tls(cli, lib)
     elif group == "keys":
         errors = keys(cli, lib)
+    elif group == "badinput":
+        errors = badinput(cli, lib, arg("--emu"))
     else:
         errors = eintr(cli, lib, arg("--emu"), arg("--eintr"))
     for e in errors:

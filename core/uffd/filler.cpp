@@ -179,7 +179,7 @@ bool MappingManager::Impl::fill_step(Region& r) {
     r.fill_gave_up = true;
     return false;
   }
-  if (!copy_from_chunk(r, *ref, p0, p1)) return false;
+  if (!copy_from_chunk(r, *ref, p0, p1, true)) return false;
   if (in_hint)
     r.hcursor = hpos + 1;
   else

@@ -150,7 +150,7 @@ struct MappingManager::Impl {
   uint64_t window_pages(uint32_t nfaults) const;
   // Copies pages [p0, p1) of r that are not yet filled, all inside chunk `ref`. Takes r.mu shared.
   // False when the region is dead or its range is gone.
-  bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1);
+  bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch = false);
   // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
   // sigbus_on_failure, the chunk's pages get the SIGBUS mapping and the error is still returned.
   Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);

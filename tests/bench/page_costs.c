@@ -4,13 +4,15 @@
 //            thread does, with 4 KiB pages, MAP_POPULATE, MADV_HUGEPAGE, MADV_HUGEPAGE + MADV_POPULATE_WRITE;
 //   placement: place 512 MB into a userfaultfd-registered region in 2 MiB blocks, with UFFDIO_COPY and with
 //            UFFDIO_MOVE of a huge staging page, then read the region once (the loader's first touch); and,
-//            for comparison, the same bytes written into a memfd (page cache) with pwrite and read once through
+//            UFFDIO_COPY again with another thread reading one byte per page first (the filler's pre-touch;
+//            "place" then includes that thread's time); for comparison, the same bytes written into a memfd (page cache) with pwrite and read once through
 //            a MAP_PRIVATE mapping of it.
 // Usage: page_costs [MiB]   (default 512)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,17 @@ static int open_uffd(uint64_t features) {
   return fd;
 }
 
-static void placement(size_t total, int move) {
+struct touch_args { const char* base; size_t len; };
+static void* touch_pages(void* p) {  // one byte per page, from another thread (the filler's pre-touch)
+  const struct touch_args* t = p;
+  volatile char sink = 0;
+  for (size_t o = 0; o < t->len; o += 4096) sink += ((const volatile char*)t->base)[o];
+  (void)sink;
+  return NULL;
+}
+
+// move: UFFDIO_MOVE instead of UFFDIO_COPY; touch: another thread reads one byte per page before the read.
+static void placement(size_t total, int move, int touch) {
   int u = open_uffd(move ? FEATURE_MOVE : 0);
   if (u < 0) { printf("placement %-38s unavailable (%s)\n", move ? "UFFDIO_MOVE" : "UFFDIO_COPY", strerror(errno)); return; }
   char* dst = map_aligned(total);
@@ -92,6 +104,12 @@ static void placement(size_t total, int move) {
       if (ioctl(u, UFFDIO_COPY, &c) != 0) { perror("UFFDIO_COPY"); exit(1); }
     }
   }
+  if (touch) {
+    pthread_t th;
+    struct touch_args args = {dst, total};
+    pthread_create(&th, NULL, touch_pages, &args);
+    pthread_join(th, NULL);
+  }
   double t1 = now();
   char* out = malloc(1 << 20);
   long sum = 0;
@@ -102,7 +120,8 @@ static void placement(size_t total, int move) {
   }
   double t2 = now();
   printf("placement %-38s place %.3f s, first read %.3f s, total %.3f s (check %ld)\n",
-         move ? "UFFDIO_MOVE of huge staging pages" : "UFFDIO_COPY", t1 - t0, t2 - t1, t2 - t0, sum);
+         move ? "UFFDIO_MOVE of huge staging pages" : touch ? "UFFDIO_COPY, other thread touches" : "UFFDIO_COPY",
+         t1 - t0, t2 - t1, t2 - t0, sum);
   free(out);
   close(u);
 }
@@ -138,8 +157,9 @@ int main(int argc, char** argv) {
   total = total / (8ul << 20) * (8ul << 20);
   if (total == 0) total = 8ul << 20;
   buffers(total);
-  placement(total, 0);
-  placement(total, 1);
+  placement(total, 0, 0);
+  placement(total, 0, 1);
+  placement(total, 1, 0);
   memfd_placement(total);
   return 0;
 }

@@ -53,6 +53,22 @@ def shim_env(lib, remote, mount, **extra):
     return env
 
 
+def start_emulator(emu, data, work, latency_ms):
+    """modelfetch-s3emu serving `data` as bucket "models"; returns (process, endpoint) once it listens."""
+    port_file = os.path.join(work, "port")
+    proc = subprocess.Popen([emu, "--dir", data, "--bucket", "models", "--port-file", port_file, "--quiet",
+                             "--latency-ms", str(latency_ms)])
+    for _ in range(200):
+        if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
+            break
+        time.sleep(0.05)
+    try:
+        return proc, "http://127.0.0.1:%s" % open(port_file).read().strip()
+    except OSError:
+        proc.kill()
+        raise
+
+
 def check(cond, what, errors):
     print(("ok   " if cond else "FAIL ") + what)
     if not cond:
@@ -213,15 +229,8 @@ def eintr(cli, lib, emu, prog):
             files[name] = os.path.join(data, "m", name)
             with open(files[name], "wb") as f:
                 f.write(bytes((i * seed * 7 + i // 4096) % 256 for i in range(size)))
-        port_file = os.path.join(work, "port")
-        proc = subprocess.Popen([emu, "--dir", data, "--bucket", "models", "--port-file", port_file, "--quiet",
-                                 "--latency-ms", "300"])
+        proc, endpoint = start_emulator(emu, data, work, 300)
         try:
-            for _ in range(200):
-                if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
-                    break
-                time.sleep(0.05)
-            endpoint = "http://127.0.0.1:%s" % open(port_file).read().strip()
             for mode in ("norestart", "restart"):
                 mount = os.path.join(work, "mnt-" + mode)
                 env = shim_env(lib, "s3://models/m", mount, AWS_ENDPOINT_URL=endpoint, MODELFETCH_PREFETCH="none",
@@ -304,15 +313,8 @@ def badinput(cli, lib, emu):
         with open(os.path.join(local, "model.safetensors.index.json"), "w") as f:
             f.write('{"metadata":{"total_size":"x"},"weight_map":{"w":"good.safetensors","v":"missing.safetensors",'
                     '"u":7}}')
-        port_file = os.path.join(work, "port")
-        proc = subprocess.Popen([emu, "--dir", data, "--bucket", "models", "--port-file", port_file, "--quiet",
-                                 "--latency-ms", "1"])
+        proc, endpoint = start_emulator(emu, data, work, 1)
         try:
-            for _ in range(200):
-                if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
-                    break
-                time.sleep(0.05)
-            endpoint = "http://127.0.0.1:%s" % open(port_file).read().strip()
             mount = os.path.join(work, "mnt")
             stats = os.path.join(work, "stats.json")
             env = shim_env(lib, "s3://models/m", mount, AWS_ENDPOINT_URL=endpoint, MODELFETCH_STATS=stats,

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "slurp.h"
+
 #define FAIL(...) do { fprintf(stderr, "FAIL: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
 static const char* g_local;
@@ -28,20 +30,6 @@ static size_t g_n;
 static atomic_int g_stop, g_errors;
 static atomic_long g_loops;
 
-static char* slurp(const char* path, size_t* n) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) FAIL("open %s: %s", path, strerror(errno));
-  struct stat st;
-  fstat(fd, &st);
-  char* buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  ssize_t r;
-  while ((r = read(fd, buf + got, (size_t)st.st_size - got)) > 0) got += (size_t)r;
-  close(fd);
-  *n = got;
-  return buf;
-}
-
 static void* worker(void* arg) {
   (void)arg;
   char local[4096], mounted[4096];
@@ -50,6 +38,7 @@ static void* worker(void* arg) {
   while (!atomic_load(&g_stop)) {
     size_t n;
     char* b = slurp(local, &n);
+    if (!b) FAIL("open %s: %s", local, strerror(errno));
     if (n != g_n || memcmp(b, g_want, n) != 0) atomic_fetch_add(&g_errors, 1);
     free(b);
     struct stat st;
@@ -76,6 +65,7 @@ int main(int argc, char** argv) {
   char p[4096];
   snprintf(p, sizeof p, "%s/odd.bin", g_local);
   g_want = slurp(p, &g_n);
+  if (!g_want) FAIL("open %s: %s", p, strerror(errno));
   alarm(60);  /* a deadlock ends as SIGALRM: the test fails instead of hanging */
   enum { kThreads = 8 };
   pthread_t t[kThreads];

@@ -23,6 +23,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "slurp.h"
+
 static volatile sig_atomic_t g_signals;
 static atomic_int g_stop;
 static pthread_t g_main;
@@ -42,17 +44,6 @@ static void* pinger(void* arg) {
     usleep(2000);
   }
   return NULL;
-}
-
-static char* slurp(const char* path, size_t* n) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) { perror(path); exit(1); }
-  off_t size = lseek(fd, 0, SEEK_END);
-  char* buf = malloc((size_t)size + 1);
-  if (pread(fd, buf, (size_t)size, 0) != size) { perror("pread local"); exit(1); }
-  close(fd);
-  *n = (size_t)size;
-  return buf;
 }
 
 #define FAIL(...) do { fprintf(stderr, "FAIL: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
@@ -85,6 +76,7 @@ int main(int argc, char** argv) {
   size_t n, n2;
   char* want = slurp(argv[3], &n);
   char* want2 = slurp(argv[5], &n2);
+  if (!want || !want2) FAIL("cannot read the local copies %s, %s: %s", argv[3], argv[5], strerror(errno));
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;

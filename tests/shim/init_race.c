@@ -18,24 +18,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "slurp.h"
+
 enum { kThreads = 16 };
 static const char* kNames[] = {"odd.bin", "chunks.bin", "sub/dir/nested.bin", "model.safetensors"};
 static pthread_barrier_t g_start;
 static atomic_int g_errors;
-
-static char* slurp(const char* path, size_t* n) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return NULL;
-  struct stat st;
-  if (fstat(fd, &st) != 0) { close(fd); return NULL; }
-  char* buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  ssize_t r;
-  while ((r = read(fd, buf + got, (size_t)st.st_size - got)) > 0) got += (size_t)r;
-  close(fd);
-  *n = got;
-  return buf;
-}
 
 static void error(int i, const char* what) {
   fprintf(stderr, "thread %d: %s (%s)\n", i, what, strerror(errno));
@@ -48,7 +36,7 @@ static void* worker(void* arg) {
   char local[4096], mounted[4096];
   snprintf(local, sizeof local, "%s/%s", getenv("MF_LOCAL_DIR"), name);
   snprintf(mounted, sizeof mounted, "%s/%s", getenv("MF_MOUNT_DIR"), name);
-  size_t n, got_n;
+  size_t n = 0, got_n = 0;
   char* want = slurp(local, &n);  /* a local file: not the mount */
   pthread_barrier_wait(&g_start);
   char* got = NULL;

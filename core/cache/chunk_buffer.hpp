@@ -10,8 +10,8 @@
 // showed the client's receive thread spending ~1 CPU-s in the memcpy of curl's write callback, into buffers
 // already populated with MAP_POPULATE. The cost is per page table entry, not per byte: the first user access
 // through each new 4 KiB PTE is slow in these (paravirtualised) guests, and a fault costs microseconds on any
-// machine. Writing 512 MB into fresh buffers (tools-free reproduction: mmap 8 MiB, memcpy, munmap, 64 times):
-// 4 KiB pages 1.57 s; MAP_POPULATE 0.65 s; MADV_HUGEPAGE 0.045 s; MADV_HUGEPAGE + MADV_POPULATE_WRITE 0.014 s.
+// machine. Writing 512 MB into fresh 8 MiB buffers (tests/bench/page_costs, "buffers"; docs/PERFORMANCE.md
+// "Page costs"): 4 KiB pages 2.74 s; MAP_POPULATE 1.40 s; MADV_HUGEPAGE 0.06 s; + MADV_POPULATE_WRITE 0.07 s.
 // So a buffer of 2 MiB or more is placed on a 2 MiB boundary (over-reserve, trim both ends), marked
 // MADV_HUGEPAGE (honoured when THP is "always" or "madvise", the usual defaults) and populated with
 // MADV_POPULATE_WRITE (Linux 5.14+; on older kernels the write faults it in, as before).
@@ -39,7 +39,7 @@ inline std::byte* allocate_chunk_buffer(size_t bytes) {
   const auto base = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (base + kHuge - 1) & ~(kHuge - 1);
   if (aligned > base) ::munmap(raw, aligned - base);
-  if (const uintptr_t tail = base + bytes + kHuge - (aligned + bytes); tail > 0)
+  if (const uintptr_t tail = base + kHuge - aligned; tail > 0)  // [aligned + bytes, base + bytes + kHuge)
     ::munmap(reinterpret_cast<void*>(aligned + bytes), tail);
   auto* p = reinterpret_cast<void*>(aligned);
   ::madvise(p, bytes, MADV_HUGEPAGE);         // advice: failure (THP "never", no THP) changes nothing

@@ -1,7 +1,6 @@
 // Prefetcher implementation: see prefetcher.hpp for the threads, the limits and why.
 #include "core/prefetch/prefetcher.hpp"
 
-
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>

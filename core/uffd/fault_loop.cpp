@@ -25,8 +25,8 @@
 // these guests (tests/bench/page_costs: ~0.9 s per 512 MB, paid once per address space, by whichever
 // thread comes first); paid here, on a filler thread running ahead, the loader's first read of the same
 // pages drops from 0.82 to 0.08 s per 512 MB (page_costs: "UFFDIO_COPY, other thread touches"). End to
-// end (bench_prefetch.py, 1 GB, 3 reps, alternating): safetensors 2.18 vs 2.43 s and 2.35 vs 2.84 s. The fault thread does not touch: its
-// faulting thread is already waiting and touches the block itself.
+// end (bench_prefetch.py, 1 GB, 3 reps, alternating): safetensors 2.18 vs 2.43 s and 2.35 vs 2.84 s.
+// The fault thread does not touch: its faulting thread is already waiting and touches the block itself.
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/mman.h>

@@ -40,6 +40,7 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/util/checked.hpp"
 #include "core/util/log.hpp"
@@ -94,6 +95,10 @@ struct ChunkCache::Impl {
   std::condition_variable cv;
   std::unordered_map<ChunkKey, std::shared_ptr<Chunk>, ChunkKeyHash> chunks;
   std::list<Chunk*> lru;  // front = least recently used; only ready chunks
+  // Chunks handed out by take() and not fetched since: a prefetch of one is a no-op (its bytes already sit
+  // in the mapping that took it; the planners and the filler's lookahead would otherwise fetch it again),
+  // a get() fetches it again.
+  std::unordered_set<ChunkKey, ChunkKeyHash> taken;
   uint64_t resident = 0;
   uint64_t inflight = 0;
   ObjectStore* store = nullptr;
@@ -248,6 +253,7 @@ std::shared_ptr<Chunk> ChunkCache::Impl::insert(const RemoteObject& o, uint64_t 
   c->by_prefetch = by_prefetch;
   if (by_prefetch) unused += c->alloc;
   chunks.emplace(c->key, c);
+  taken.erase(c->key);
   resident += c->alloc;
   stats.peak_resident_bytes = std::max(stats.peak_resident_bytes, resident);
   ++inflight;
@@ -323,6 +329,7 @@ PrefetchOutcome ChunkCache::request_prefetch(const RemoteObject& object, uint64_
   {
     std::lock_guard lock(im.mu);
     if (im.chunks.count(ChunkKey{object.id, index})) return PrefetchOutcome::present;
+    if (!demand && im.taken.count(ChunkKey{object.id, index})) return PrefetchOutcome::present;
     const uint64_t need = std::min(config_.chunk_size, object.size - index * config_.chunk_size);
     uint64_t alloc = 0;
     checked_align_up(need, page_size(), &alloc);
@@ -397,6 +404,27 @@ Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Pri
   const std::byte* data = c->buf;
   const uint64_t off = c->offset, len = c->length;
   return make_ref(std::make_shared<Pin>(&im.mu, &im.cv, std::move(c)), data, off, len);
+}
+
+TakenBuffer ChunkCache::take(const ChunkRef& ref) {
+  if (!ref.pin_) return {};
+  Impl& im = *impl_;
+  Chunk* c = static_cast<Pin*>(ref.pin_.get())->chunk.get();
+  std::lock_guard lock(im.mu);
+  auto it = im.chunks.find(c->key);
+  if (it == im.chunks.end() || it->second.get() != c || c->state != ChunkState::ready || c->pins != 1 ||
+      c->waiters != 0 || !c->buf)
+    return {};
+  TakenBuffer out{c->buf, c->alloc};
+  if (c->in_lru) im.lru.erase(c->lru);
+  c->in_lru = false;
+  c->buf = nullptr;  // the caller's now
+  im.resident -= c->alloc;
+  ++im.stats.chunks_taken;
+  im.taken.insert(c->key);
+  im.chunks.erase(it);  // the Pin keeps the Chunk object alive until ref goes
+  im.cv.notify_all();   // room was made
+  return out;
 }
 
 ChunkRef ChunkCache::try_get(const RemoteObject& object, uint64_t index) {

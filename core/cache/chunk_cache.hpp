@@ -60,6 +60,13 @@ struct CacheStats {
   uint64_t prefetch_in_flight = 0;  // prefetches sent and counted against max_prefetch_inflight
   uint64_t unused_bytes = 0;      // bytes of prefetched chunks (queued, fetching or ready) nobody has read yet
   uint64_t bytes_wasted = 0;      // fetched and never served: evicted unread + resident unread now
+  uint64_t chunks_taken = 0;      // buffers handed out of the cache by take() (moved into mappings)
+};
+
+// A chunk buffer handed over by ChunkCache::take(): the caller owns it and frees it with free_chunk_buffer.
+struct TakenBuffer {
+  std::byte* data = nullptr;
+  uint64_t bytes = 0;  // page-rounded buffer size
 };
 
 // A pinned chunk: its buffer stays valid and resident while the Ref lives.
@@ -107,6 +114,14 @@ class ChunkCache {
   // The same, saying why nothing was started (the prefetch scheduler retries `no_room` later).
   PrefetchOutcome request_prefetch(const RemoteObject& object, uint64_t index,
                                    Priority priority = Priority::prefetch);
+
+  // Takes the buffer of a ready chunk out of the cache when `ref` holds its only pin and nobody waits for it:
+  // the chunk leaves the cache at once (a later get() fetches it again) and its bytes stop counting against
+  // the budget. The caller owns the buffer (ref.data() stays readable until the caller frees it; drop ref
+  // before or after, it no longer frees anything). Used to move whole huge pages into a mapping instead of
+  // copying them (core/uffd). Empty, with nothing changed, when the chunk is shared. Until it is fetched
+  // again, a Priority::prefetch request of a taken chunk does nothing (reports `present`).
+  TakenBuffer take(const ChunkRef& ref);
 
   // Number of chunks of an object (0 for an empty object).
   uint64_t chunk_count(const RemoteObject& object) const;

@@ -42,6 +42,7 @@
 #include <thread>
 
 #include "core/uffd/manager_impl.hpp"
+#include "core/uffd/uffd.hpp"
 #include "core/util/log.hpp"
 
 namespace mf {
@@ -179,7 +180,8 @@ bool MappingManager::Impl::fill_step(Region& r) {
     r.fill_gave_up = true;
     return false;
   }
-  if (!copy_from_chunk(r, *ref, p0, p1, true)) return false;
+  const int moved = move_chunk(r, *ref, k);
+  if (moved < 0 || (moved == 0 && !copy_from_chunk(r, *ref, p0, p1, true))) return false;
   if (in_hint)
     r.hcursor = hpos + 1;
   else
@@ -188,6 +190,10 @@ bool MappingManager::Impl::fill_step(Region& r) {
 }
 
 void MappingManager::Impl::serve_parked(FaultJob& j) {
+  if (pages_present(*j.region, j.pages)) {  // placed meanwhile (by a move: the chunk may be out of the cache)
+    for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
+    return;
+  }
   Result<ChunkRef> ref = cache.get(*j.region->object, j.chunk, Priority::demand);
   for (int attempt = 1; !ref && attempt < kFaultFetchAttempts; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));

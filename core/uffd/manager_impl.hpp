@@ -93,6 +93,7 @@ struct Workers {
 };
 
 uint64_t now_ns();  // steady clock
+bool thp_available();  // transparent huge pages are "always" or "madvise" (fault_loop.cpp)
 
 struct MappingManager::Impl {
   Impl(ChunkCache& c, UffdSetting s, MapSyscalls y) : cache(c), setting(s), sys(y) {}
@@ -104,6 +105,8 @@ struct MappingManager::Impl {
   MapMode mode = MapMode::eager;
   int uffd = -1;
   bool user_mode_only = false;
+  bool huge_moves = false;  // UFFDIO_MOVE of huge pages for writable regions (fault_loop.cpp)
+  bool allow_huge = true;   // MODELFETCH_HUGE_PAGES
   int sigbus_fd = -1;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access
 
   std::mutex mu;  // guards regions and workers
@@ -116,7 +119,7 @@ struct MappingManager::Impl {
   std::unordered_map<uint32_t, std::shared_ptr<const FillHint>> hints;  // by RemoteObject id
 
   std::atomic<uint64_t> faults{0}, fault_wait_ns{0}, bytes_mapped{0}, bytes_filled{0}, fault_bytes{0},
-      sigbus_pages{0}, eager_maps{0}, parked_faults{0}, copy_ns{0}, fill_wait_ns{0};
+      sigbus_pages{0}, eager_maps{0}, parked_faults{0}, copy_ns{0}, fill_wait_ns{0}, bytes_moved{0};
 
   // mapping_manager.cpp
   void decide_mode();
@@ -151,6 +154,14 @@ struct MappingManager::Impl {
   // Copies pages [p0, p1) of r that are not yet filled, all inside chunk `ref`. Takes r.mu shared.
   // False when the region is dead or its range is gone.
   bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch = false);
+  // The filler's alternative to copy_from_chunk for a whole chunk k (fault_loop.cpp, "Huge pages by move"):
+  // takes the chunk's buffer out of the cache and moves its huge pages into r, copying the rest.
+  // 1: every missing page of the chunk in r placed; 0: not done (not eligible, or the chunk is shared), copy
+  // instead; -1: the region died or a placement failed (as copy_from_chunk's false).
+  int move_chunk(Region& r, const ChunkRef& ref, uint64_t k);
+  // Whether all these pages of r are present (mincore), after any move_chunk on r has finished: a fault
+  // queued before a move placed its page needs only a wake, not the chunk fetched again.
+  bool pages_present(Region& r, const std::vector<uint64_t>& pages);
   // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
   // sigbus_on_failure, the chunk's pages get the SIGBUS mapping and the error is still returned.
   Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);

@@ -96,7 +96,9 @@ void MappingManager::Impl::decide_mode() {
   mode = MapMode::uffd;
   uffd = h->fd;
   user_mode_only = h->user_mode_only;
-  MF_INFO("mappings: userfaultfd mode via %s", h->how.c_str());
+  huge_moves = allow_huge && h->can_move && thp_available();
+  MF_INFO("mappings: userfaultfd mode via %s; %s", h->how.c_str(),
+          huge_moves ? "writable mappings get whole huge pages (UFFDIO_MOVE)" : "pages placed by UFFDIO_COPY");
 }
 
 Result<void> MappingManager::Impl::ensure_started() {
@@ -108,6 +110,7 @@ Result<void> MappingManager::Impl::ensure_started() {
     if (!h) return h.error();
     uffd = h->fd;
     user_mode_only = h->user_mode_only;
+    huge_moves = allow_huge && h->can_move && thp_available();
   }
   auto* w = new Workers;
   w->quit_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -185,7 +188,22 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   std::vector<std::unique_lock<std::shared_mutex>> held;
   if (flags & MAP_FIXED) replaced = overlapping(reinterpret_cast<uintptr_t>(addr), len);
   for (auto& r : replaced) held.emplace_back(r->mu);
-  void* p = sys.mmap(addr, len, prot, mflags, -1, 0);
+  // Where the app lets us choose, the mapping starts on a 2 MiB boundary, so that its 2 MiB blocks (and the
+  // chunks, multiples of 2 MiB at object offset 0) can each be placed as one huge page (copy_from_chunk).
+  void* at = addr;
+  int how = mflags;
+  if (huge_moves && (prot & PROT_WRITE) && !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && len >= kFaultBlock) {
+    void* raw = sys.mmap(nullptr, len + kFaultBlock, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw != MAP_FAILED) {
+      const auto r0 = reinterpret_cast<uintptr_t>(raw);
+      const uintptr_t a = (r0 + kFaultBlock - 1) & ~(kFaultBlock - 1);
+      if (a > r0) sys.munmap(raw, a - r0);
+      if (a + len < r0 + len + kFaultBlock) sys.munmap(reinterpret_cast<void*>(a + len), r0 + kFaultBlock - a);
+      at = reinterpret_cast<void*>(a);
+      how |= MAP_FIXED;  // over our own reservation
+    }
+  }
+  void* p = sys.mmap(at, len, prot, how, -1, 0);
   if (p == MAP_FAILED) return make_error(errno, std::string("mmap: ") + std::strerror(errno));
   for (auto& r : replaced) split_around(r, reinterpret_cast<uintptr_t>(p), len);
   held.clear();
@@ -439,6 +457,11 @@ void MappingManager::hint_order(const RemoteObject& object, std::vector<uint64_t
 }
 
 void MappingManager::set_fill_policy(FillPolicy policy) { impl_->fill_policy = policy; }
+void MappingManager::set_huge_pages(bool allowed) {
+  impl_->allow_huge = allowed;
+  impl_->huge_moves = impl_->huge_moves && allowed;
+}
+bool MappingManager::moves_huge_pages() const { return impl_->huge_moves; }
 void MappingManager::set_fault_observer(FaultObserver observer) { impl_->observer = std::move(observer); }
 
 MappingStats MappingManager::stats() const {
@@ -453,6 +476,7 @@ MappingStats MappingManager::stats() const {
   s.eager_maps = im.eager_maps.load();
   s.parked_faults = im.parked_faults.load();
   s.copy_ns = im.copy_ns.load();
+  s.bytes_moved = im.bytes_moved.load();
   s.fill_wait_ns = im.fill_wait_ns.load();
   return s;
 }

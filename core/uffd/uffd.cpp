@@ -47,10 +47,30 @@ bool sysctl_unprivileged() {
 
 int sys_userfaultfd(int flags) { return static_cast<int>(::syscall(SYS_userfaultfd, flags)); }
 
-Result<void> negotiate(int fd) {
+// Not in the uapi headers of older distributions (Debian 12 ships 6.1's): values from Linux 6.8's.
+constexpr uint64_t kFeatureMove = 1ull << 16;  // UFFD_FEATURE_MOVE
+struct MoveArgs {                               // struct uffdio_move
+  uint64_t dst, src, len, mode;
+  int64_t move;
+};
+constexpr unsigned long kIoctlMove = _IOWR(UFFDIO, 0x05, MoveArgs);  // UFFDIO_MOVE
+
+// The features this kernel offers: UFFDIO_API with none asked reports them, on a throwaway fd (a user-mode-
+// only one, which anyone allowed userfaultfd at all may open).
+uint64_t offered_features() {
+  const int fd = sys_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+  if (fd < 0) return 0;
   uffdio_api api{};
   api.api = UFFD_API;
-  api.features = 0;
+  const bool ok = ::ioctl(fd, UFFDIO_API, &api) == 0;
+  ::close(fd);
+  return ok ? api.features : 0;
+}
+
+Result<void> negotiate(int fd, uint64_t features) {
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = features;
   if (::ioctl(fd, UFFDIO_API, &api) != 0) {
     const int e = errno;
     return make_error(e, std::string("UFFDIO_API: ") + std::strerror(e));
@@ -84,7 +104,8 @@ Result<Handle> open_uffd() {
     const int e = errno;
     return make_error(e, std::string("userfaultfd: ") + std::strerror(e));
   }
-  if (auto r = negotiate(h.fd); !r) {
+  h.can_move = (offered_features() & kFeatureMove) != 0;
+  if (auto r = negotiate(h.fd, h.can_move ? kFeatureMove : 0); !r) {
     ::close(h.fd);
     return r.error();
   }
@@ -154,6 +175,19 @@ CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint6
     out.err = e;
     return out;
   }
+  return out;
+}
+
+CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len) {
+  CopyResult out;
+  MoveArgs m{dst, reinterpret_cast<uintptr_t>(src), len, 0, 0};
+  if (::ioctl(fd, kIoctlMove, &m) == 0) {
+    out.copied = len;
+    return out;
+  }
+  out.err = errno;
+  out.copied = m.move > 0 ? static_cast<uint64_t>(m.move) : 0;
+  out.status = (out.err == ENOENT || out.err == ESRCH) ? CopyStatus::gone : CopyStatus::failed;
   return out;
 }
 

@@ -21,11 +21,13 @@ namespace mf::uffd {
 struct Handle {
   int fd = -1;
   bool user_mode_only = false;  // kernel accesses to missing pages get EFAULT
+  bool can_move = false;        // UFFDIO_MOVE negotiated (Linux 6.8+): whole huge pages can be placed
   std::string how;              // for the mode log line
 };
 
-// Opens a non-blocking, close-on-exec userfaultfd and negotiates the API (no extra features: we fill
-// before fork and handle unmap/remap in the hooks, see DESIGN.md). Errors: EPERM (seccomp, policy),
+// Opens a non-blocking, close-on-exec userfaultfd and negotiates the API: UFFD_FEATURE_MOVE when the
+// kernel offers it (probed on a throwaway fd, since UFFDIO_API can be called once per fd), nothing else (we
+// fill before fork and handle unmap/remap in the hooks, see DESIGN.md). Errors: EPERM (seccomp, policy),
 // ENOSYS (no userfaultfd in the kernel), EINVAL (API mismatch).
 Result<Handle> open_uffd();
 
@@ -47,5 +49,13 @@ struct CopyResult {
 // partial copy reported as EAGAIN with copy > 0) are skipped and count as done: the whole range is present
 // when the status is ok. ENOENT/ESRCH (the range is no longer registered or the mm is gone) -> gone.
 CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint64_t page);
+
+// Moves len bytes (a multiple of the page size) of anonymous memory from src (ours, not registered, same
+// protection as dst) to dst (registered, missing) with UFFDIO_MOVE, waking the waiters. When src and dst
+// are 2 MiB-aligned and src holds a transparent huge page, the kernel moves the whole PMD: dst is then
+// mapped by one huge page instead of 512 small ones. `copied` is what was moved before any error; the caller
+// places the rest with copy() (src still holds those bytes). EEXIST: a dst page is present; EINVAL: the two
+// areas are not compatible (protection, mlock); EBUSY: src is shared (after fork).
+CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len);
 
 }  // namespace mf::uffd

@@ -78,6 +78,11 @@ Result<VfsConfig> parse_config(const EnvLookup& env, uint64_t ram_bytes) {
     else if (*v == "off") c.uffd = UffdSetting::off;
     else return bad_variable("MODELFETCH_UFFD", *v, "auto, on or off");
   }
+  if (auto v = env("MODELFETCH_HUGE_PAGES"); v && !v->empty()) {
+    if (*v == "auto") c.huge_pages = true;
+    else if (*v == "off") c.huge_pages = false;
+    else return bad_variable("MODELFETCH_HUGE_PAGES", *v, "auto or off");
+  }
   if (auto v = env("MODELFETCH_STATS"); v) c.stats_file = *v;
   auto chunk = env_size(env, "MODELFETCH_CHUNK_SIZE", 8ull << 20);
   if (!chunk) return chunk.error();

@@ -6,6 +6,8 @@
 //   MODELFETCH_MOUNTS="/a=s3://b/x;/b=https://h/p"   several mounts (wins over the pair above)
 //   MODELFETCH_LOG=error|warn|info|debug   default warn
 //   MODELFETCH_UFFD=auto|on|off            default auto
+//   MODELFETCH_HUGE_PAGES=auto|off         default auto: writable mappings get whole 2 MiB pages where the
+//                                          kernel can move them in (UFFDIO_MOVE, Linux 6.8+, THP enabled)
 //   MODELFETCH_STATS=FILE                  JSON statistics written at exit
 //   MODELFETCH_CACHE_SIZE                  default 25% of RAM, at most 16 GiB (the cache holds whole chunks;
 //                                          a quarter of RAM leaves the rest to the program that loads the model)
@@ -38,6 +40,7 @@ struct VfsConfig {
   std::vector<MountSpec> mounts;  // longest path first, so the most specific mount matches
   LogLevel log_level = LogLevel::warn;
   UffdSetting uffd = UffdSetting::automatic;
+  bool huge_pages = true;  // MODELFETCH_HUGE_PAGES=auto|off
   std::string stats_file;
   uint64_t cache_size = 0;
   uint64_t chunk_size = 8ull << 20;

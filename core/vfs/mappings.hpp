@@ -41,7 +41,8 @@ struct MappingStats {
   uint64_t sigbus_pages = 0;   // pages replaced by a SIGBUS mapping because their chunk failed for good
   uint64_t eager_maps = 0;     // mappings filled eagerly
   uint64_t parked_faults = 0;  // fault blocks whose chunk was not resident (served by a fill worker)
-  uint64_t copy_ns = 0;        // time spent in UFFDIO_COPY, all threads together
+  uint64_t copy_ns = 0;        // time spent placing pages (UFFDIO_COPY/MOVE), all threads together
+  uint64_t bytes_moved = 0;    // of bytes_filled, placed as whole huge pages by UFFDIO_MOVE
   uint64_t fill_wait_ns = 0;   // time the proactive filler waited for chunks (network not overlapped)
 };
 
@@ -100,6 +101,11 @@ class MappingManager {
 
   // Set once, before the first map() (not synchronised with the fault thread).
   void set_fill_policy(FillPolicy policy);
+  // false: pages are placed one by one (UFFDIO_COPY) even where whole huge pages could be moved in.
+  void set_huge_pages(bool allowed);
+  // Whether read-write mappings get whole huge pages moved in (UFFDIO_MOVE offered, THP on, not turned off).
+  // Decided with the mode (at the first map()).
+  bool moves_huge_pages() const;
   void set_fault_observer(FaultObserver observer);
 
   MappingStats stats() const;

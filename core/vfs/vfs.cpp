@@ -104,6 +104,7 @@ void Vfs::ensure_engine() {
   hooks.hint_order = [mm](const RemoteObject& o, std::vector<uint64_t> order) { mm->hint_order(o, std::move(order)); };
   prefetcher_ = std::make_unique<Prefetcher>(*cache_, pc, std::move(hooks));
   if (pc.policy == PrefetchPolicy::none) mm_->set_fill_policy(FillPolicy::none);
+  mm_->set_huge_pages(config_.huge_pages);
   mm_->set_fault_observer([this](const RemoteObject& o, uint64_t chunk) {
     prefetcher_->on_fault(o, chunk);
     std::shared_ptr<FileCounters> c;

@@ -55,6 +55,7 @@ std::string Vfs::stats_json() const {
   put("bytes_fetched", ss.bytes_fetched);
   put("bytes_served", cs.bytes_served);
   put("uffd_faults", ms.uffd_faults);
+  put("uffd_bytes_moved", ms.bytes_moved);  // placed as whole huge pages (UFFDIO_MOVE)
   w.Key("fault_wait_ms");
   w.Double(static_cast<double>(ms.fault_wait_ns) / 1e6);
   w.Key("prefetch");
@@ -68,6 +69,7 @@ std::string Vfs::stats_json() const {
   put("chunk_size", cache_ ? cache_->config().chunk_size : config_.chunk_size);
   put("chunks_fetched", cs.chunks_fetched);
   put("evictions", cs.evictions);
+  put("chunks_moved_out", cs.chunks_taken);  // chunk buffers moved into mappings whole (UFFDIO_MOVE)
   {
     PrefetcherStats ps = prefetcher_ ? prefetcher_->stats() : PrefetcherStats{};
     put("plans", ps.plans);

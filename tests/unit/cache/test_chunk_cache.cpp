@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/cache/chunk_buffer.hpp"
 #include "core/cache/chunk_cache.hpp"
 #include "tests/unit/cache/fake_store.hpp"
 
@@ -212,4 +213,31 @@ TEST_CASE("objects are kept apart; stats count served bytes") {
   REQUIRE(f.cache->read(*other, kChunk, b));
   CHECK(std::memcmp(a.data(), b.data(), kChunk) != 0);
   CHECK(f.cache->stats().bytes_served == 2 * kChunk);
+}
+
+TEST_CASE("take: only the sole holder gets the buffer; a taken chunk is not prefetched again, a get refetches") {
+  Fixture f(4 * kChunk + 100, 3 * kChunk);
+  auto a = f.cache->get(*f.obj, 2, Priority::demand);
+  REQUIRE(a);
+  {
+    auto b = f.cache->get(*f.obj, 2, Priority::demand);  // a second pin: nobody may take it
+    REQUIRE(b);
+    CHECK_FALSE(f.cache->take(*a).data);
+    CHECK(f.cache->stats().resident_bytes == kChunk);
+  }
+  const TakenBuffer t = f.cache->take(*a);
+  REQUIRE(t.data);
+  CHECK(t.bytes == kChunk);
+  CHECK(std::memcmp(t.data, f.ref.data() + 2 * kChunk, kChunk) == 0);  // the bytes stay the caller's to read
+  CHECK(f.cache->stats().resident_bytes == 0);                          // and no longer count in the budget
+  CHECK(f.cache->stats().chunks_taken == 1);
+  CHECK_FALSE(f.cache->take(*a).data);  // taken once
+  CHECK_FALSE(f.cache->try_get(*f.obj, 2));
+  CHECK(f.cache->request_prefetch(*f.obj, 2) == PrefetchOutcome::present);  // its bytes are in use elsewhere
+  CHECK(f.store.requests == 1);
+  a = ChunkRef{};                        // the old pin frees nothing
+  free_chunk_buffer(t.data, t.bytes);
+  CHECK(f.check(2 * kChunk, kChunk));    // a read fetches it again
+  CHECK(f.store.requests == 2);
+  CHECK(f.cache->prefetch(*f.obj, 3));   // other chunks prefetch as before
 }

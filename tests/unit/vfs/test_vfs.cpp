@@ -59,8 +59,11 @@ TEST_CASE("parse_config") {
   CHECK(default_cache_size(256ull << 30) == 16ull << 30);
 
   auto m = parse_config(map_env({{"MODELFETCH_MOUNTS", "/a=s3://b/x;/a/b=https://h/p"},
-                                 {"MODELFETCH_UFFD", "off"}, {"MODELFETCH_CACHE_SIZE", "1G"}}), 1ull << 30);
+                                 {"MODELFETCH_UFFD", "off"}, {"MODELFETCH_CACHE_SIZE", "1G"},
+                                 {"MODELFETCH_HUGE_PAGES", "off"}}), 1ull << 30);
   REQUIRE(m);
+  CHECK_FALSE(m->huge_pages);
+  CHECK(c->huge_pages);  // default auto
   REQUIRE(m->mounts.size() == 2);
   CHECK(m->mounts[0].path == "/a/b");  // most specific first
   CHECK(m->uffd == UffdSetting::off);
@@ -71,7 +74,7 @@ TEST_CASE("parse_config") {
   CHECK(unset.error().message.find("MODELFETCH_REMOTE") != std::string::npos);
   struct { const char* var; const char* value; } bad[] = {
       {"MODELFETCH_MOUNT", "relative"}, {"MODELFETCH_MOUNT", "/"}, {"MODELFETCH_REMOTE", "gs://b"},
-      {"MODELFETCH_LOG", "loud"}, {"MODELFETCH_UFFD", "maybe"}, {"MODELFETCH_CHUNK_SIZE", "1000"},
+      {"MODELFETCH_LOG", "loud"}, {"MODELFETCH_UFFD", "maybe"}, {"MODELFETCH_HUGE_PAGES", "on"}, {"MODELFETCH_CHUNK_SIZE", "1000"},
       {"MODELFETCH_CACHE_SIZE", "abc"}, {"MODELFETCH_CACHE_SIZE", "1M"}};
   for (auto& b : bad) {
     std::map<std::string, std::string, std::less<>> env{{"MODELFETCH_REMOTE", "s3://b/p"},

@@ -1,12 +1,15 @@
 // Page-placement costs on this machine (a benchmark, not a test): why chunk buffers are huge pages and why
-// mappings are filled with UFFDIO_COPY rather than UFFDIO_MOVE (docs/PERFORMANCE.md, "Page costs").
+// read-write mappings get the chunk buffers' huge pages moved in (UFFDIO_MOVE) rather than copied, while a
+// staging page per move does not pay (docs/PERFORMANCE.md, "Page costs").
 //   buffers: write 512 MB into fresh 8 MiB buffers (mmap, memcpy in 512 KiB pieces, munmap), as the receive
 //            thread does, with 4 KiB pages, MAP_POPULATE, MADV_HUGEPAGE, MADV_HUGEPAGE + MADV_POPULATE_WRITE;
 //   placement: place 512 MB into a userfaultfd-registered region in 2 MiB blocks, with UFFDIO_COPY and with
 //            UFFDIO_MOVE of a huge staging page, then read the region once (the loader's first touch); and,
 //            UFFDIO_COPY again with another thread reading one byte per page first (the filler's pre-touch;
 //            "place" then includes that thread's time); for comparison, the same bytes written into a memfd (page cache) with pwrite and read once through
-//            a MAP_PRIVATE mapping of it.
+//            a MAP_PRIVATE mapping of it;
+//   chunked: per 8 MiB chunk a fresh huge-page buffer written like the receive thread's, then placed by
+//            UFFDIO_COPY + pre-touch or by UFFDIO_MOVE of its huge pages (what the shim does), then read.
 // Usage: page_costs [MiB]   (default 512)
 #define _GNU_SOURCE
 #include <errno.h>
@@ -151,6 +154,52 @@ static void memfd_placement(size_t total) {
   close(fd);
 }
 
+// What the shim does per 8 MiB chunk: a fresh huge-page buffer (MADV_HUGEPAGE + MADV_POPULATE_WRITE) the
+// bytes are written into, then placed into the registered region either by UFFDIO_COPY + one read per page
+// (the copy path with the filler's pre-touch; the buffer stays cached) or by UFFDIO_MOVE of the buffer's huge
+// pages straight into the region (the move path; the emptied buffer is unmapped); then the loader's first read.
+static void chunked(size_t total, int move) {
+  const size_t chunk = 8ul << 20, piece = 512ul << 10;
+  int u = open_uffd(move ? FEATURE_MOVE : 0);
+  if (u < 0) { printf("chunked   %-38s unavailable (%s)\n", move ? "UFFDIO_MOVE" : "UFFDIO_COPY", strerror(errno)); return; }
+  char* dst = map_aligned(total);
+  struct uffdio_register reg = {.range = {(uintptr_t)dst, total}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+  if (ioctl(u, UFFDIO_REGISTER, &reg) != 0) { perror("UFFDIO_REGISTER"); exit(1); }
+  char* src = malloc(piece);
+  memset(src, 3, piece);
+  double t0 = now(), fill = 0, place = 0;
+  for (size_t o = 0; o < total; o += chunk) {
+    double a = now();
+    char* raw = mmap(NULL, chunk + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) { perror("mmap"); exit(1); }
+    char* d = (char*)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+    madvise(d, chunk, MADV_HUGEPAGE);
+    madvise(d, chunk, MADV_POPULATE_WRITE);
+    for (size_t q = 0; q < chunk; q += piece) memcpy(d + q, src, piece);
+    double b = now();
+    fill += b - a;
+    if (move) {
+      struct move_args m = {(uintptr_t)dst + o, (uintptr_t)d, chunk, 0, 0};
+      if (ioctl(u, IOCTL_MOVE, &m) != 0) { perror("UFFDIO_MOVE"); exit(1); }
+      munmap(raw, chunk + HUGE);
+    } else {
+      struct uffdio_copy c = {(uintptr_t)dst + o, (uintptr_t)d, chunk, 0, 0};
+      if (ioctl(u, UFFDIO_COPY, &c) != 0) { perror("UFFDIO_COPY"); exit(1); }
+      volatile char sink = 0;
+      for (size_t q = 0; q < chunk; q += 4096) sink += ((volatile char*)dst)[o + q];
+      (void)sink;
+    }
+    place += now() - b;
+  }
+  double t1 = now();
+  long sum = first_read(dst, total);
+  double t2 = now();
+  printf("chunked   %-38s buffers+write %.3f s, place %.3f s, first read %.3f s, total %.3f s (check %ld)\n",
+         move ? "UFFDIO_MOVE out of the chunk buffer" : "UFFDIO_COPY + pre-touch", fill, place, t2 - t1, t2 - t0, sum);
+  free(src);
+  close(u);
+}
+
 int main(int argc, char** argv) {
   size_t total = (argc > 1 ? strtoul(argv[1], NULL, 10) : 512) << 20;
   total = total / (8ul << 20) * (8ul << 20);
@@ -160,5 +209,7 @@ int main(int argc, char** argv) {
   placement(total, 0, 1);
   placement(total, 1, 0);
   memfd_placement(total);
+  chunked(total, 0);
+  chunked(total, 1);
   return 0;
 }

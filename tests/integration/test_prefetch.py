@@ -60,7 +60,9 @@ def run(emu, root, name, env_extra, loader_args):
                         "--", PY, *loader_args], env=env, capture_output=True, text=True, timeout=300)
     check(p.returncode == 0, "%s: loader exit 0 (%s)" % (name, (p.stdout + p.stderr).strip()[-300:]))
     with open(stats_file) as f:
-        return json.load(f), emu.stats(), p.stdout
+        st = json.load(f)
+    st["_log"] = p.stderr
+    return st, emu.stats(), p.stdout
 
 
 def chunks(size):
@@ -81,8 +83,16 @@ def main():
         emu = Emu(root)
         try:
             # --- safetensors (default) ---
-            st, es, out = run(emu, root, "safetensors", {}, [ST_LOAD, "/models/pf", "--manifest", manifest])
+            st, es, out = run(emu, root, "safetensors", {"MODELFETCH_LOG": "info"},
+                              [ST_LOAD, "/models/pf", "--manifest", manifest])
             check(json.loads(out.strip().splitlines()[-1])["verified"] is True, "safetensors: every tensor verified")
+            # st_load's tensor mapping is read-write: where the shim says it moves huge pages, it must have
+            if "whole huge pages (UFFDIO_MOVE)" in st.get("_log", ""):
+                check(st["uffd_bytes_moved"] > 0 and st["chunks_moved_out"] > 0,
+                      "safetensors: huge pages moved (%d bytes, %d chunks)" % (st["uffd_bytes_moved"],
+                                                                             st["chunks_moved_out"]))
+            else:
+                print("note: this kernel offers no UFFDIO_MOVE (or THP is off): huge-page moves not checked")
             check(st["prefetch"] == "safetensors", "safetensors: policy reported")
             check(st["bytes_fetched"] <= 1.02 * total,
                   "safetensors: bytes_fetched %d <= 1.02 x %d" % (st["bytes_fetched"], total))

@@ -164,6 +164,13 @@ def torch_group():
         m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     t = torch.frombuffer(m, dtype=torch.uint8)
     check(bytes(t.numpy()) == local("model.safetensors"), "torch.frombuffer")
+    # transformers' path: a read-write private mapping (the one that gets huge pages moved in), bytes read
+    # back through a tensor over it, for every file the test mount has
+    for name in ["model.safetensors", "chunks.bin", "odd.bin"]:
+        want = local(name)
+        s = torch.UntypedStorage.from_file(M + "/" + name, shared=False, nbytes=len(want))
+        u = torch.empty(0, dtype=torch.uint8).set_(s)
+        check(u.numpy().tobytes() == want, "UntypedStorage.from_file(shared=False) " + name)
 
 
 def threads():

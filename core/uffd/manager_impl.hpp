@@ -162,6 +162,9 @@ struct MappingManager::Impl {
   // Whether all these pages of r are present (mincore), after any move_chunk on r has finished: a fault
   // queued before a move placed its page needs only a wake, not the chunk fetched again.
   bool pages_present(Region& r, const std::vector<uint64_t>& pages);
+  // mapping_manager.cpp: a 2 MiB-aligned PROT_NONE reservation of len bytes to mmap MAP_FIXED over, or
+  // nullptr (len under 2 MiB, or no address space).
+  void* reserve_huge_aligned(uint64_t len);
   // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
   // sigbus_on_failure, the chunk's pages get the SIGBUS mapping and the error is still returned.
   Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);

@@ -188,21 +188,12 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   std::vector<std::unique_lock<std::shared_mutex>> held;
   if (flags & MAP_FIXED) replaced = overlapping(reinterpret_cast<uintptr_t>(addr), len);
   for (auto& r : replaced) held.emplace_back(r->mu);
-  // Where the app lets us choose, the mapping starts on a 2 MiB boundary, so that its 2 MiB blocks (and the
-  // chunks, multiples of 2 MiB at object offset 0) can each be placed as one huge page (copy_from_chunk).
+  // Where the app lets us choose, a read-write mapping starts on a 2 MiB boundary, so that its 2 MiB blocks
+  // (and the chunks, multiples of 2 MiB at object offset 0) can each be moved in as one huge page (move_chunk).
   void* at = addr;
   int how = mflags;
-  if (huge_moves && (prot & PROT_WRITE) && !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && len >= kFaultBlock) {
-    void* raw = sys.mmap(nullptr, len + kFaultBlock, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw != MAP_FAILED) {
-      const auto r0 = reinterpret_cast<uintptr_t>(raw);
-      const uintptr_t a = (r0 + kFaultBlock - 1) & ~(kFaultBlock - 1);
-      if (a > r0) sys.munmap(raw, a - r0);
-      if (a + len < r0 + len + kFaultBlock) sys.munmap(reinterpret_cast<void*>(a + len), r0 + kFaultBlock - a);
-      at = reinterpret_cast<void*>(a);
-      how |= MAP_FIXED;  // over our own reservation
-    }
-  }
+  if (huge_moves && (prot & PROT_WRITE) && !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
+    if (void* a = reserve_huge_aligned(len)) at = a, how |= MAP_FIXED;  // over our own reservation
   void* p = sys.mmap(at, len, prot, how, -1, 0);
   if (p == MAP_FAILED) return make_error(errno, std::string("mmap: ") + std::strerror(errno));
   for (auto& r : replaced) split_around(r, reinterpret_cast<uintptr_t>(p), len);
@@ -232,6 +223,17 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   return p;
 }
 
+void* MappingManager::Impl::reserve_huge_aligned(uint64_t len) {
+  if (len < kFaultBlock) return nullptr;
+  void* raw = sys.mmap(nullptr, len + kFaultBlock, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const auto r0 = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t a = (r0 + kFaultBlock - 1) & ~(kFaultBlock - 1);
+  if (a > r0) sys.munmap(raw, a - r0);
+  sys.munmap(reinterpret_cast<void*>(a + len), r0 + kFaultBlock - a);  // the tail, never empty
+  return reinterpret_cast<void*>(a);
+}
+
 Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject> obj, void* addr, uint64_t len,
                                               int prot, int flags, uint64_t offset) {
   const uint64_t avail = mem_available();
@@ -245,11 +247,20 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
     std::lock_guard lock(mu);
     if (sigbus_fd < 0) sigbus_fd = ::memfd_create("modelfetch-sigbus", MFD_CLOEXEC);
   }
-  const int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
-  void* p = sys.mmap(addr, len, PROT_READ | PROT_WRITE, mflags, -1, 0);
+  // Huge pages unless MODELFETCH_HUGE_PAGES=off: the copy below writes every page of the mapping, and a
+  // 2 MiB-aligned MADV_HUGEPAGE area takes one fault per 2 MiB instead of 512 (a 4 KiB fault costs ~11 us in
+  // the paravirtualised benchmark guests: docs/PERFORMANCE.md "Page costs"). Invisible to the program: the
+  // mapping is private anonymous memory either way.
+  const bool huge = allow_huge && thp_available();
+  void* at = addr;
+  int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
+  if (huge && !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
+    if (void* a = reserve_huge_aligned(len)) at = a, mflags |= MAP_FIXED;
+  void* p = sys.mmap(at, len, PROT_READ | PROT_WRITE, mflags, -1, 0);
   if (p == MAP_FAILED) return make_error(errno, std::string("mmap: ") + std::strerror(errno));
   auto* base = static_cast<std::byte*>(p);
   const uint64_t pages = len / page, data = data_pages_of(*obj, offset, pages, page);
+  if (huge && data > 0) ::madvise(p, data * page, MADV_HUGEPAGE);  // advice: refused, nothing changes
   const uint64_t cs = cache.config().chunk_size, end = offset + data * page;
   const uint64_t la = std::max<uint64_t>(1, lookahead());
   for (uint64_t o = offset; o < end;) {

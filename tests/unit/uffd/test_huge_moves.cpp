@@ -33,7 +33,8 @@ struct Fx {
   ChunkCache cache;
   MappingManager mgr;
   std::shared_ptr<const RemoteObject> obj;
-  explicit Fx(bool huge = true) : cache(store, CacheConfig{kChunk, 16 * kChunk}), mgr(cache, UffdSetting::automatic, MapSyscalls::libc()) {
+  explicit Fx(bool huge = true, UffdSetting mode = UffdSetting::automatic)
+      : cache(store, CacheConfig{kChunk, 16 * kChunk}), mgr(cache, mode, MapSyscalls::libc()) {
     store.put("m.safetensors", ref);
     obj = cache.register_object(store.info("m.safetensors"), "/mnt/m.safetensors");
     mgr.set_huge_pages(huge);
@@ -177,4 +178,26 @@ TEST_CASE("huge moves: fork midway; the child and then the parent see every byte
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(f.same(p));
   f.unmap(p);
+}
+
+TEST_CASE("eager mode: the copy lands in huge pages unless MODELFETCH_HUGE_PAGES=off; every byte right") {
+  bool thp = false;
+  if (FILE* t = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re")) {
+    char line[128] = {};
+    thp = std::fgets(line, sizeof line, t) && (std::strstr(line, "[always]") || std::strstr(line, "[madvise]"));
+    std::fclose(t);
+  }
+  for (bool huge : {true, false}) {
+    CAPTURE(huge);
+    Fx f(huge, UffdSetting::off);
+    REQUIRE(f.mgr.mode() == MapMode::eager);
+    std::byte* p = f.map(PROT_READ);
+    CHECK(f.same(p));
+    CHECK(f.mgr.stats().bytes_moved == 0);  // eager mode copies
+    if (huge && thp)
+      CHECK(anon_huge_bytes(p) >= kChunk);  // most of the 40 MiB; the kernel may fall back for some
+    else if (!huge)
+      CHECK(anon_huge_bytes(p) == 0);
+    CHECK(munmap(p, kSize) == 0);  // an eager mapping is plain memory, not a managed region
+  }
 }

@@ -33,7 +33,7 @@
 // into the mapping with UFFDIO_MOVE (Linux 6.8+): no copy, no 4 KiB page-table entries, one PMD per 2 MiB.
 // tests/bench/page_costs "chunked", 1 GB: placing by copy + pre-touch 1.6-2.3 s and the loader's first read
 // 0.6-0.9 s, against 0.03 s and 0.06 s by move. Conditions: the region is PROT_READ|PROT_WRITE (the kernel
-// moves only between areas of equal protection, and chunk buffers are read-write: torch's private mapping
+// moves only between writable areas of equal protection, and chunk buffers are read-write: torch's private mapping
 // qualifies, safetensors' read-only one does not), mapped on a 2 MiB boundary (map_uffd does that for such
 // regions), the block wholly missing, and the chunk is not the object's first (the header chunk stays cached:
 // every reader of the file reads it). Pages of the chunk that cannot be moved (partial blocks, the tail) are

@@ -201,3 +201,17 @@ TEST_CASE("eager mode: the copy lands in huge pages unless MODELFETCH_HUGE_PAGES
     CHECK(munmap(p, kSize) == 0);  // an eager mapping is plain memory, not a managed region
   }
 }
+
+TEST_CASE("huge moves: MADV_DONTNEED over moved pages refills them from the store, every byte right") {
+  Fx f;
+  std::byte* p = f.map(PROT_READ | PROT_WRITE);
+  CHECK(f.same(p));
+  wait_filled(f.mgr, kSize);
+  const uint64_t before = f.store.requests.load();
+  int rc = -1;
+  CHECK(f.mgr.madvise(p + kChunk + kHuge, 2 * kChunk, MADV_DONTNEED, &rc));  // over chunks 1-3, unaligned
+  CHECK(rc == 0);
+  CHECK(f.same(p));
+  if (f.cache.stats().chunks_taken > 0) CHECK(f.store.requests.load() > before);  // moved: fetched again
+  f.unmap(p);
+}

@@ -83,16 +83,15 @@ void* mmap_any(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   return r ? w.ok(*r) : w.fail(r.error().code, MAP_FAILED);
 }
 
-// A virtual fd is read-only: writing to it fails as writing to an O_RDONLY fd does.
-bool write_to_virtual(Vfs* v, int fd) {
+}  // namespace
+
+bool virtual_fd(Vfs* v, int fd) {
   if (!v || !v->maybe_virtual(fd)) return false;
   Work w;
   bool ours = v->file(fd) != nullptr;
   w.ok(0);
   return ours;
 }
-
-}  // namespace
 }  // namespace mf::shim
 
 using namespace mf;
@@ -149,20 +148,20 @@ MF_EXPORT ssize_t preadv64v2(int fd, const struct iovec* iov, int cnt, off_t off
 
 MF_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
   Vfs* v = active();
-  if (write_to_virtual(v, fd)) return (errno = EBADF), -1;
+  if (virtual_fd(v, fd)) return (errno = EBADF), -1;  // read-only, as an O_RDONLY fd
   if (!prepare_kernel_access(v, buf, n)) return -1;
   return real.write(fd, buf, n);
 }
 MF_EXPORT ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
   Vfs* v = active();
-  if (write_to_virtual(v, fd)) return (errno = EBADF), -1;
+  if (virtual_fd(v, fd)) return (errno = EBADF), -1;  // read-only, as an O_RDONLY fd
   if (!prepare_kernel_access(v, buf, n)) return -1;
   return real.pwrite(fd, buf, n, off);
 }
 MF_EXPORT ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) { return pwrite(fd, buf, n, off); }
 MF_EXPORT ssize_t writev(int fd, const struct iovec* iov, int cnt) {
   Vfs* v = active();
-  if (write_to_virtual(v, fd)) return (errno = EBADF), -1;
+  if (virtual_fd(v, fd)) return (errno = EBADF), -1;  // read-only, as an O_RDONLY fd
   if (!prepare_iov(v, iov, cnt)) return -1;
   return real.writev(fd, iov, cnt);
 }

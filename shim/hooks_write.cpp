@@ -1,15 +1,19 @@
 // Hooks for calls that would change the namespace or a file's metadata: unlink/unlinkat/remove/rmdir,
 // mkdir/mkdirat, rename/renameat/renameat2, link/linkat, symlink/symlinkat (the new name), truncate,
-// chmod/fchmodat, chown/lchown/fchownat, utimensat/utimes. The mount is a read-only file system: a path
-// under it fails with EROFS, existing or not, and nothing is touched on the local disk (without these hooks
-// the call would reach the local directory the mount path shadows: mkdir would create it, a file there would
-// be renamed). rename and link with exactly one of the two paths under a mount fail with EXDEV, as between
-// two file systems (mv and shutil.move then copy, and their unlink of the source fails with EROFS). Opening
-// for writing is refused in the open hooks (core/vfs). Anything else passes straight to libc.
+// chmod/fchmodat, chown/lchown/fchownat, utimensat/utimes, setxattr/lsetxattr/removexattr/lremovexattr, and
+// on a virtual fd ftruncate/fchmod/fchown/futimens/futimes/fsetxattr/fremovexattr. The mount is a read-only
+// file system: a path under it fails with EROFS, existing or not, and nothing is touched on the local disk
+// (without these hooks the call would reach the local directory the mount path shadows: mkdir would create
+// it, a file there would be renamed). rename and link with exactly one of the two paths under a mount fail
+// with EXDEV, as between two file systems (mv and shutil.move then copy, and their unlink of the source fails
+// with EROFS). A virtual fd is a memfd: without the fd hooks fchmod would change the mode fstat reports and
+// fsetxattr would succeed; they fail with EROFS, and ftruncate with EINVAL, as for any fd not open for
+// writing. Opening for writing is refused in the open hooks (core/vfs). Anything else passes to libc.
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "shim/shim.hpp"
@@ -96,4 +100,39 @@ MF_EXPORT int utimensat(int dirfd, const char* path, const struct timespec times
 }
 MF_EXPORT int utimes(const char* path, const struct timeval times[2]) {
   return refused(AT_FDCWD, path) ? -1 : real.utimes(path, times);
+}
+MF_EXPORT int setxattr(const char* path, const char* name, const void* value, size_t size, int flags) {
+  return refused(AT_FDCWD, path) ? -1 : real.setxattr(path, name, value, size, flags);
+}
+MF_EXPORT int lsetxattr(const char* path, const char* name, const void* value, size_t size, int flags) {
+  return refused(AT_FDCWD, path) ? -1 : real.lsetxattr(path, name, value, size, flags);
+}
+MF_EXPORT int removexattr(const char* path, const char* name) {
+  return refused(AT_FDCWD, path) ? -1 : real.removexattr(path, name);
+}
+MF_EXPORT int lremovexattr(const char* path, const char* name) {
+  return refused(AT_FDCWD, path) ? -1 : real.lremovexattr(path, name);
+}
+
+MF_EXPORT int ftruncate(int fd, off_t length) {
+  return virtual_fd(active(), fd) ? (errno = EINVAL, -1) : real.ftruncate(fd, length);
+}
+MF_EXPORT int ftruncate64(int fd, off_t length) { return ftruncate(fd, length); }  // x86-64: one call
+MF_EXPORT int fchmod(int fd, mode_t mode) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.fchmod(fd, mode);
+}
+MF_EXPORT int fchown(int fd, uid_t uid, gid_t gid) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.fchown(fd, uid, gid);
+}
+MF_EXPORT int futimens(int fd, const struct timespec times[2]) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.futimens(fd, times);
+}
+MF_EXPORT int futimes(int fd, const struct timeval times[2]) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.futimes(fd, times);
+}
+MF_EXPORT int fsetxattr(int fd, const char* name, const void* value, size_t size, int flags) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.fsetxattr(fd, name, value, size, flags);
+}
+MF_EXPORT int fremovexattr(int fd, const char* name) {
+  return virtual_fd(active(), fd) ? (errno = EROFS, -1) : real.fremovexattr(fd, name);
 }

@@ -114,7 +114,18 @@ namespace mf::shim {
   X(lchown, int, const char*, uid_t, gid_t)                                          \
   X(fchownat, int, int, const char*, uid_t, gid_t, int)                              \
   X(utimensat, int, int, const char*, const struct timespec*, int)                   \
-  X(utimes, int, const char*, const struct timeval*)
+  X(utimes, int, const char*, const struct timeval*)                                 \
+  X(ftruncate, int, int, off_t)                                                      \
+  X(fchmod, int, int, mode_t)                                                        \
+  X(fchown, int, int, uid_t, gid_t)                                                  \
+  X(futimens, int, int, const struct timespec*)                                      \
+  X(futimes, int, int, const struct timeval*)                                        \
+  X(setxattr, int, const char*, const char*, const void*, size_t, int)               \
+  X(lsetxattr, int, const char*, const char*, const void*, size_t, int)              \
+  X(fsetxattr, int, int, const char*, const void*, size_t, int)                      \
+  X(removexattr, int, const char*, const char*)                                      \
+  X(lremovexattr, int, const char*, const char*)                                     \
+  X(fremovexattr, int, int, const char*)
 
 struct Real {
 #define MF_REAL_FIELD(name, ret, ...) ret (*name)(__VA_ARGS__);
@@ -178,6 +189,10 @@ inline bool prepare_kernel_access(Vfs* v, const void* p, size_t n) {
   if (!r) errno = r.error().code;
   return r.ok();
 }
+
+// True when fd is one of our virtual fds (a remote file opened read-only): calls that would write to it or
+// change its metadata fail as on a read-only file system (hooks_io.cpp, hooks_write.cpp).
+bool virtual_fd(Vfs* v, int fd);
 
 // Shared by the stat-family hooks (hooks_stat.cpp).
 int stat_path(Vfs* v, const MountedPath& p, struct stat* st);

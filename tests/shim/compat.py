@@ -296,13 +296,25 @@ def errors():
              ("truncate", lambda: os.truncate(M + "/odd.bin", 0), errno.EROFS),
              ("chmod", lambda: os.chmod(M + "/odd.bin", 0o777), errno.EROFS),
              ("utime", lambda: os.utime(M + "/odd.bin", (0, 0)), errno.EROFS),
-             ("remove (stdio)", lambda: remove_c(M + "/odd.bin"), errno.EROFS)]
+             ("remove (stdio)", lambda: remove_c(M + "/odd.bin"), errno.EROFS),
+             ("setxattr", lambda: os.setxattr(M + "/odd.bin", "user.x", b"1"), errno.EROFS),
+             ("removexattr", lambda: os.removexattr(M + "/odd.bin", "user.x"), errno.EROFS)]
+    fd = os.open(M + "/odd.bin", os.O_RDONLY)  # on a virtual fd: as on a read-only file system
+    calls += [("ftruncate", lambda: os.ftruncate(fd, 0), errno.EINVAL),
+              ("fchmod", lambda: os.fchmod(fd, 0o777), errno.EROFS),
+              ("fchown", lambda: os.fchown(fd, 0, 0), errno.EROFS),
+              ("futimens", lambda: os.utime(fd, (0, 0)), errno.EROFS),
+              ("fsetxattr", lambda: os.setxattr(fd, "user.x", b"1"), errno.EROFS),
+              ("fremovexattr", lambda: os.removexattr(fd, "user.x"), errno.EROFS)]
+    mode = os.fstat(fd).st_mode
     for name, call, want in calls:
         try:
             call()
             check(False, name + " succeeded")
         except OSError as e:
             check(e.errno == want, "%s: errno %d, want %d" % (name, e.errno, want))
+    check(os.fstat(fd).st_mode == mode and os.fstat(fd).st_size == len(before[1]), "the virtual fd changed")
+    os.close(fd)
     check((sorted(os.listdir(M)), open(M + "/odd.bin", "rb").read()) == before, "the mount changed")
     check(os.path.exists(tmp) and not os.path.exists(tmp + ".moved"), "the local file moved")
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # the real disk, not the mount

@@ -268,7 +268,12 @@ void Client::Impl::cancel_all() {
 }
 
 Client::Client(RemoteUrl remote, RemoteConfig config)
-    : impl_(std::make_unique<Impl>(std::move(remote), std::move(config))) {}
+    : impl_(std::make_unique<Impl>(std::move(remote), std::move(config))) {
+  static std::atomic<bool> warned{false};  // once per process, however many mounts
+  if (impl_->config.insecure_tls && !warned.exchange(true))
+    MF_WARN("MODELFETCH_INSECURE_TLS=1: TLS certificate and host name verification are OFF; any server on the "
+            "path can impersonate the endpoint");
+}
 
 Client::~Client() {
   {

@@ -1,9 +1,7 @@
 #include "core/remote/config.hpp"
 
-#include <atomic>
 #include <string_view>
 
-#include "core/util/log.hpp"
 
 namespace mf {
 
@@ -108,10 +106,6 @@ Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
   std::string insecure = get(env, "MODELFETCH_INSECURE_TLS");
   if (insecure == "1") c.insecure_tls = true;
   else if (!insecure.empty() && insecure != "0") return bad_variable("MODELFETCH_INSECURE_TLS", insecure, "0 or 1");
-  static std::atomic<bool> warned{false};
-  if (c.insecure_tls && !warned.exchange(true))
-    MF_WARN("MODELFETCH_INSECURE_TLS=1: TLS certificate and host name verification are OFF; any server on the "
-            "path can impersonate the endpoint");
   if (auto r = read_tuning(env, &c); !r) return r.error();
   return c;
 }

@@ -7,8 +7,8 @@
 // rarely have wildcard DNS), AWS_CA_BUNDLE. MODELFETCH_S3_ADDRESSING=path|virtual overrides the style.
 //
 // TLS: curl's defaults (peer certificate and host name verified against the system CAs or AWS_CA_BUNDLE);
-// MODELFETCH_INSECURE_TLS=1 turns both checks off (a test endpoint with a self-signed certificate) and logs
-// one warning per process; any value but 0 or 1 is a configuration error.
+// MODELFETCH_INSECURE_TLS=1 turns both checks off (a test endpoint with a self-signed certificate); the first
+// Client made with it logs one warning per process; any value but 0 or 1 is a configuration error.
 //
 // Tuning (MODELFETCH_*), with why each default:
 //  - MAX_CONNECTIONS 16: parallel HTTP/1.1 keep-alive connections, one range in flight on each. Measured on

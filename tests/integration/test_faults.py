@@ -16,7 +16,6 @@ show the secret key or session token anywhere in its output or statistics.
 Prints one line per fault kind: runs, completed, failed cleanly, wrong bytes, worst time. Exit 0 when every
 run behaved, 1 otherwise. Usage: test_faults.py CLI EMULATOR GENMODEL LOADER [--runs N]
 """
-import json
 import os
 import random
 import signal
@@ -26,10 +25,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shim"))
 import sanitizer  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emu import Emu as _Emu  # noqa: E402
+
+
+def Emu(exe, data, *args):  # the bucket every fault run uses
+    return _Emu(exe, data, "models", *args)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ST_LOAD = os.path.join(HERE, "..", "..", "tools", "loaders", "st_load.py")
@@ -45,31 +49,6 @@ SHIM_ENV = {
     "MODELFETCH_RETRY_BASE_MS": "20", "MODELFETCH_CONNECT_TIMEOUT_MS": "1000", "MODELFETCH_LOW_SPEED_TIME_S": "1",
     "MODELFETCH_TIMEOUT_MS": "3000", "AWS_REGION": "us-east-1",
 }
-
-
-class Emu:
-    def __init__(self, exe, data, *args):
-        self.port_file = os.path.join(os.path.dirname(data), "port.%d" % random.randrange(1 << 30))
-        self.proc = subprocess.Popen([exe, "--dir", data, "--bucket", "models", "--port-file", self.port_file,
-                                      "--quiet", *args])
-        for _ in range(200):
-            if os.path.exists(self.port_file) and os.path.getsize(self.port_file) > 0:
-                break
-            time.sleep(0.05)
-        with open(self.port_file) as f:
-            self.port = int(f.read())
-
-    def post(self, path):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), method="POST", data=b"")
-        urllib.request.urlopen(req, timeout=10).read()
-
-    def stats(self):
-        return json.loads(urllib.request.urlopen("http://127.0.0.1:%d/_emu/stats" % self.port, timeout=10).read())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait()
 
 
 def closed_port():
@@ -211,7 +190,7 @@ def main():
             for kind in kinds:
                 emu = Emu(emu_exe, data, "--latency-ms", "2", "--fault-seed", str(17 + i), *opts)
                 try:
-                    outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port, extra_env=env_extra)
+                    outcome, secs, out = run_load(ctx, kind, emu.url, extra_env=env_extra)
                     fired = sum(v for k, v in emu.stats().items() if k.startswith("fault_"))
                 finally:
                     emu.stop()
@@ -226,7 +205,7 @@ def main():
             emu = Emu(emu_exe, data, *paced)
             try:
                 key = "m/" + os.path.basename(shards[-1])
-                outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
+                outcome, secs, out = run_load(ctx, kind, emu.url,
                                               action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/replace?key=" + key), emu))
             finally:
                 emu.stop()
@@ -236,7 +215,7 @@ def main():
             emu = Emu(emu_exe, data, *paced)
             saved = []
             try:
-                outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
+                outcome, secs, out = run_load(ctx, kind, emu.url,
                                               action=at(0.3 + 0.4 * i, lambda: saved.append(rewrite_shard(shards[-1])), emu))
             finally:
                 emu.stop()
@@ -246,7 +225,7 @@ def main():
 
             emu = Emu(emu_exe, data, *paced)
             try:
-                outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
+                outcome, secs, out = run_load(ctx, kind, emu.url,
                                               action=at(0.3 + 0.4 * i, lambda: emu.proc.kill(), emu))
             finally:
                 emu.stop()
@@ -254,7 +233,7 @@ def main():
 
             emu = Emu(emu_exe, data, *paced)
             try:
-                outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port,
+                outcome, secs, out = run_load(ctx, kind, emu.url,
                                               action=at(0.3 + 0.4 * i, lambda: emu.post("/_emu/expire-credentials"), emu))
             finally:
                 emu.stop()
@@ -263,7 +242,7 @@ def main():
     for kind in kinds:
         emu = Emu(emu_exe, data, "--latency-ms", "2")
         try:
-            outcome, secs, out = run_load(ctx, kind, "http://127.0.0.1:%d" % emu.port, bucket="nosuchbucket")
+            outcome, secs, out = run_load(ctx, kind, emu.url, bucket="nosuchbucket")
         finally:
             emu.stop()
         record("wrong-bucket", ["failed-cleanly"], outcome, secs, out)
@@ -291,7 +270,7 @@ def main():
                     "time.sleep(0.5)\n" + how + "\n")
             emu = Emu(emu_exe, data, *paced)
             try:
-                outcome, secs, out = run_load(ctx, "py-code:" + code, "http://127.0.0.1:%d" % emu.port)
+                outcome, secs, out = run_load(ctx, "py-code:" + code, emu.url)
             finally:
                 emu.stop()
             if outcome == "unverified":  # the child prints nothing: exit status 0 is the pass
@@ -302,7 +281,7 @@ def main():
     emu = Emu(emu_exe, data, "--latency-ms", "2", "--fault-5xx", "0.2", "--fault-reset", "0.1")
     stats = os.path.join(root, "stats.json")
     try:
-        outcome, secs, out = run_load(ctx, "cc", "http://127.0.0.1:%d" % emu.port, extra_env={
+        outcome, secs, out = run_load(ctx, "cc", emu.url, extra_env={
             "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEHARDEN", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN,
             "MODELFETCH_LOG": "debug", "MODELFETCH_STATS": stats})
     finally:

@@ -31,6 +31,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "shim"))
 from fake_s3 import FakeS3  # noqa: E402
 import sanitizer  # noqa: E402
+from emu import Emu  # noqa: E402
 
 PAYLOAD = bytes((i * 131 + 7) % 251 for i in range(300_000))
 
@@ -51,22 +52,6 @@ def shim_env(lib, remote, mount, **extra):
     env = clean_env(MODELFETCH_REMOTE=remote, MODELFETCH_MOUNT=mount, **extra)
     sanitizer.preload_env(lib, env)
     return env
-
-
-def start_emulator(emu, data, work, latency_ms):
-    """modelfetch-s3emu serving `data` as bucket "models"; returns (process, endpoint) once it listens."""
-    port_file = os.path.join(work, "port")
-    proc = subprocess.Popen([emu, "--dir", data, "--bucket", "models", "--port-file", port_file, "--quiet",
-                             "--latency-ms", str(latency_ms)])
-    for _ in range(200):
-        if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
-            break
-        time.sleep(0.05)
-    try:
-        return proc, "http://127.0.0.1:%s" % open(port_file).read().strip()
-    except OSError:
-        proc.kill()
-        raise
 
 
 def check(cond, what, errors):
@@ -229,7 +214,8 @@ def eintr(cli, lib, emu, prog):
             files[name] = os.path.join(data, "m", name)
             with open(files[name], "wb") as f:
                 f.write(bytes((i * seed * 7 + i // 4096) % 256 for i in range(size)))
-        proc, endpoint = start_emulator(emu, data, work, 300)
+        server = Emu(emu, data, "models", "--latency-ms", "300")
+        endpoint = server.url
         try:
             for mode in ("norestart", "restart"):
                 mount = os.path.join(work, "mnt-" + mode)
@@ -246,8 +232,7 @@ def eintr(cli, lib, emu, prog):
                 check(r.returncode == 0, "%s: exit %d in %.1f s" % (mode, r.returncode, time.monotonic() - t0),
                       errors)
         finally:
-            proc.terminate()
-            proc.wait()
+            server.stop()
     return errors
 
 
@@ -313,7 +298,8 @@ def badinput(cli, lib, emu):
         with open(os.path.join(local, "model.safetensors.index.json"), "w") as f:
             f.write('{"metadata":{"total_size":"x"},"weight_map":{"w":"good.safetensors","v":"missing.safetensors",'
                     '"u":7}}')
-        proc, endpoint = start_emulator(emu, data, work, 1)
+        server = Emu(emu, data, "models", "--latency-ms", "1")
+        endpoint = server.url
         try:
             mount = os.path.join(work, "mnt")
             stats = os.path.join(work, "stats.json")
@@ -335,8 +321,7 @@ def badinput(cli, lib, emu):
             check(st.get("plans", 0) >= 1, "the good file still got a plan (%s)" % st.get("plans"), errors)
             check(st.get("errors", 0) == 0, "no store errors (%s)" % st.get("errors"), errors)
         finally:
-            proc.terminate()
-            proc.wait()
+            server.stop()
     return errors
 
 

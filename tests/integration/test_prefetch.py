@@ -8,12 +8,12 @@ loaded by tools/loaders/st_load.py --manifest (every tensor hash-checked) under 
 Usage: test_prefetch.py EMULATOR GENMODEL MODELFETCH ST_LOAD"""
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emu import Emu  # noqa: E402
 
 EMU, GENMODEL, CLI, ST_LOAD = sys.argv[1:5]
 PY = "/usr/bin/python3"
@@ -25,29 +25,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what)
     if not cond:
         failures.append(what)
-
-
-class Emu:
-    def __init__(self, root):
-        self.port_file = os.path.join(root, "port.%d" % random.randrange(1 << 30))
-        self.proc = subprocess.Popen([EMU, "--dir", os.path.join(root, "data"), "--bucket", "bkt",
-                                      "--port-file", self.port_file, "--latency-ms", "5", "--quiet"])
-        for _ in range(200):
-            if os.path.exists(self.port_file) and os.path.getsize(self.port_file) > 0:
-                break
-            time.sleep(0.05)
-        with open(self.port_file) as f:
-            self.url = "http://127.0.0.1:%d" % int(f.read())
-
-    def stats(self):
-        return json.load(urllib.request.urlopen(self.url + "/_emu/stats"))
-
-    def reset(self):
-        urllib.request.urlopen(urllib.request.Request(self.url + "/_emu/reset-stats", method="POST")).read()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def run(emu, root, name, env_extra, loader_args):
@@ -80,7 +57,7 @@ def main():
         shards = sorted(f for f in sizes if f.endswith(".safetensors"))
         total = sum(sizes.values())
         shard_bytes = sum(sizes[f] for f in shards)
-        emu = Emu(root)
+        emu = Emu(EMU, os.path.join(root, "data"), "bkt", "--latency-ms", "5")
         try:
             # --- safetensors (default) ---
             st, es, out = run(emu, root, "safetensors", {"MODELFETCH_LOG": "info"},

@@ -1,5 +1,5 @@
 """Prefetch benchmark (not a test): st_load.py --manifest (tensors copied in name order) through
-`modelfetch run` against modelfetch-s3emu (--latency-ms 20 --conn-rate 100M --link-rate 2G), policies
+`modelfetch run` against modelfetch-s3emu (tests/integration/emu.py) (--latency-ms 20 --conn-rate 100M --link-rate 2G), policies
 alternating inside each repetition; prints medians of the loader's seconds and the ratios.
 Usage: bench_prefetch.py BUILD_DIR [--size 512M] [--shards 3] [--reps 3] [--chunks 2M,4M,8M,16M]
                          [--policies none,sequential,safetensors] [--env NAME:VAR=VALUE,...]..."""
@@ -10,7 +10,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("build")
@@ -23,17 +22,17 @@ ap.add_argument("--env", action="append", default=[],
                 help="an extra scenario NAME:VAR=VALUE[,VAR=VALUE...], e.g. c32:MODELFETCH_MAX_CONNECTIONS=32")
 a = ap.parse_args()
 root_src = os.path.dirname(os.path.abspath(__file__)) + "/../../.."
+sys.path.insert(0, root_src + "/tests/integration")
+from emu import Emu  # noqa: E402
+
 B = os.path.abspath(a.build)
 work = tempfile.mkdtemp(prefix="mf-bench-pf-", dir="/var/tmp")
 os.makedirs(work + "/data")
 subprocess.run([B + "/tools/genmodel/modelfetch-genmodel", "--out", work + "/data/model", "--size", a.size,
                 "--shards", a.shards, "--manifest", work + "/manifest.json"], check=True, stdout=subprocess.DEVNULL)
-emu = subprocess.Popen([B + "/tools/s3emu/modelfetch-s3emu", "--dir", work + "/data", "--bucket", "bench",
-                        "--port-file", work + "/port", "--latency-ms", "20", "--conn-rate", "100M",
-                        "--link-rate", "2G", "--quiet"])
-while not (os.path.exists(work + "/port") and os.path.getsize(work + "/port")):
-    time.sleep(0.05)
-url = "http://127.0.0.1:" + open(work + "/port").read().strip()
+emu = Emu(B + "/tools/s3emu/modelfetch-s3emu", work + "/data", "bench", "--latency-ms", "20", "--conn-rate", "100M",
+          "--link-rate", "2G")
+url = emu.url
 
 
 def run(env_extra):
@@ -76,6 +75,5 @@ try:
     if "policy=sequential" in med and "policy=safetensors" in med:
         print("sequential / safetensors = %.2fx" % (med["policy=sequential"] / med["policy=safetensors"]))
 finally:
-    emu.terminate()
-    emu.wait()
+    emu.stop()
     subprocess.run(["rm", "-rf", work])

@@ -62,6 +62,9 @@ struct Region {
   uint64_t hcursor = 0;              // filler only
   uint64_t sweep = 0;                // filler only: next chunk the background sweep requests (wrap only)
   bool fill_gave_up = false;         // filler only: a chunk failed; faults still retry it
+  // An eager mapping (map_eager), tracked only so that MADV_DONTNEED restores its bytes instead of leaving
+  // zeros: filled from the start, never registered, never queued. Set before the region is published.
+  bool eager = false;
 };
 
 // A chunk order given by a planner (MappingManager::hint_order): order[i] is filled i-th.
@@ -165,6 +168,10 @@ struct MappingManager::Impl {
   // mapping_manager.cpp: a 2 MiB-aligned PROT_NONE reservation of len bytes to mmap MAP_FIXED over, or
   // nullptr (len under 2 MiB, or no address space).
   void* reserve_huge_aligned(uint64_t len);
+  // Eager region pages [p0, p1): the object's bytes copied over them again (MADV_DONTNEED on an eager
+  // mapping; with no userfaultfd a dropped page would read back as zeros). Caller holds r.mu exclusive. A
+  // chunk that cannot be fetched turns its pages into SIGBUS pages. 0 or an errno.
+  int restore_eager(Region& r, uint64_t p0, uint64_t p1);
   // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
   // sigbus_on_failure, the chunk's pages get the SIGBUS mapping and the error is still returned.
   Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);

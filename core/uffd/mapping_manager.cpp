@@ -147,6 +147,7 @@ void MappingManager::Impl::split_around(const std::shared_ptr<Region>& r, uintpt
   if (lo > r->start) {
     const uint64_t n = (lo - r->start) / page;
     auto left = std::make_shared<Region>(r->start, n, r->obj_offset, std::min(r->data_pages, n), r->prot, r->object);
+    left->eager = r->eager;
     copy_bits(r->filled, 0, left->data_pages, left->filled, 0);
     inherit_window(*r, *left, 0);
     regions[left->start] = left;
@@ -156,6 +157,7 @@ void MappingManager::Impl::split_around(const std::shared_ptr<Region>& r, uintpt
     const uint64_t q = (hi - r->start) / page;
     auto right = std::make_shared<Region>(hi, r->pages - q, r->obj_offset + q * page,
                                           r->data_pages > q ? r->data_pages - q : 0, r->prot, r->object);
+    right->eager = r->eager;
     copy_bits(r->filled, q, q + right->data_pages, right->filled, 0);
     inherit_window(*r, *right, q);
     regions[right->start] = right;
@@ -289,6 +291,14 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
     sys.munmap(p, len);
     return make_error(e, std::string("mprotect: ") + std::strerror(e));
   }
+  {
+    auto region = std::make_shared<Region>(reinterpret_cast<uintptr_t>(p), pages, offset, data, prot, obj);
+    region->eager = true;
+    region->filled.set_range(0, data);
+    std::lock_guard lock(mu);
+    regions[region->start] = region;
+    region_count.store(regions.size(), std::memory_order_release);
+  }
   eager_maps.fetch_add(1, std::memory_order_relaxed);
   bytes_mapped.fetch_add(len, std::memory_order_relaxed);
   bytes_filled.fetch_add(data * page, std::memory_order_relaxed);
@@ -377,14 +387,66 @@ bool MappingManager::madvise(void* addr, size_t length, int advice, int* rc) {
   if (rs.empty()) return false;
   std::vector<std::unique_lock<std::shared_mutex>> held;
   for (auto& r : rs) held.emplace_back(r->mu);
-  *rc = im.sys.madvise(addr, length, advice);
-  if (*rc == 0)
-    for (auto& r : rs) {
+  // Eager regions keep their pages: the kernel would leave zeros there (nothing catches the next access), so
+  // MADV_DONTNEED copies the object's bytes back over them instead, which is what a private file mapping
+  // reads after a drop (private writes undone), with no window where a reader sees zeros; MADV_FREE, only
+  // a hint, does nothing to them. The rest of the range (uffd regions, other memory) gets the real call.
+  // Like the kernel, every piece gets its advice and the first error is the call's (ENOMEM for a hole).
+  int err = 0;
+  auto note = [&](int r) {
+    if (r != 0 && err == 0) err = errno;
+  };
+  uintptr_t pos = a;
+  for (auto& r : rs) {
+    if (!r->eager) continue;
+    const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
+    if (lo > pos) note(im.sys.madvise(reinterpret_cast<void*>(pos), lo - pos, advice));
+    const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
+    if (advice == MADV_DONTNEED && p0 < p1)
+      if (const int e = im.restore_eager(*r, p0, p1); e != 0 && err == 0) err = e;
+    pos = hi;
+  }
+  if (pos < a + len) note(im.sys.madvise(reinterpret_cast<void*>(pos), a + len - pos, advice));
+  *rc = err == 0 ? 0 : -1;
+  if (err != 0) errno = err;
+  for (auto& r : rs) {
+    if (!r->eager) {
       const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
       const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
       if (p0 < p1) r->filled.clear_range(p0, p1);  // the fault path refills them on the next access
     }
+  }
   return true;
+}
+
+int MappingManager::Impl::restore_eager(Region& r, uint64_t p0, uint64_t p1) {
+  auto* at = reinterpret_cast<std::byte*>(r.start);
+  const bool ro = !(r.prot & PROT_WRITE);
+  if (ro && ::mprotect(at + p0 * page, (p1 - p0) * page, r.prot | PROT_READ | PROT_WRITE) != 0) return errno;
+  int out = 0;
+  for (uint64_t p = p0; p < p1;) {
+    const uint64_t k = chunk_of(r, p);
+    uint64_t c0, c1;
+    chunk_pages(r, k, &c0, &c1);
+    const uint64_t e = std::min(c1, p1);
+    auto ref = cache.get(*r.object, k, Priority::demand);
+    if (!ref) {
+      MF_ERROR("%s: cannot restore bytes %llu-%llu of an eager mapping after MADV_DONTNEED: %s; they raise SIGBUS",
+               r.object->path.c_str(), static_cast<unsigned long long>(r.obj_offset + p * page),
+               static_cast<unsigned long long>(r.obj_offset + p1 * page - 1), ref.error().message.c_str());
+      if (sigbus_fd < 0 || sys.mmap(at + p * page, (p1 - p) * page, r.prot == PROT_NONE ? PROT_READ : r.prot,
+                                    MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED)
+        sys.munmap(at + p * page, (p1 - p) * page);
+      out = ref.error().code;
+      p1 = p;  // nothing past here to re-protect: it is the SIGBUS mapping now
+      break;
+    }
+    std::memcpy(at + p * page, ref->data() + (r.obj_offset + p * page - ref->offset()), (e - p) * page);
+    cache.note_served((e - p) * page);
+    p = e;
+  }
+  if (ro && p1 > p0) ::mprotect(at + p0 * page, (p1 - p0) * page, r.prot);
+  return out;
 }
 
 bool MappingManager::mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr,
@@ -419,6 +481,7 @@ Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
     rs = im.overlapping(a, e - a);
   }
   for (auto& r : rs) {
+    if (r->eager) continue;  // always filled
     const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(e, r->start + r->pages * im.page);
     const uint64_t p0 = (lo - r->start) / im.page, p1 = (hi - r->start + im.page - 1) / im.page;
     if (p0 < std::min(p1, r->data_pages)) im.note_fault(r, p0, std::min(p1, r->data_pages));  // a use, like a fault

@@ -198,7 +198,7 @@ TEST_CASE("eager mode: the copy lands in huge pages unless MODELFETCH_HUGE_PAGES
       CHECK(anon_huge_bytes(p) >= kChunk);  // most of the 40 MiB; the kernel may fall back for some
     else if (!huge)
       CHECK(anon_huge_bytes(p) == 0);
-    CHECK(munmap(p, kSize) == 0);  // an eager mapping is plain memory, not a managed region
+    f.unmap(p);
   }
 }
 

@@ -126,14 +126,44 @@ TEST_CASE("eager mode: every byte matches; prot is applied") {
   std::byte* p = f.map(f.ref.size());
   CHECK(f.same(p, 0, f.ref.size()));
   CHECK(f.mgr.stats().eager_maps == 1);
-  CHECK_FALSE(f.mgr.overlaps(p, 1));  // eager mappings are plain memory
+  CHECK(f.mgr.overlaps(p, 1));  // tracked, for MADV_DONTNEED (filled from the start, nothing to fault)
   const int status = in_child([&] {
     p[0] = std::byte{1};  // PROT_READ: must fault
     return 0;
   });
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGSEGV);
-  ::munmap(p, f.ref.size());
+  f.unmap(p, f.ref.size());
+}
+
+TEST_CASE("eager mode: MADV_DONTNEED restores the object's bytes (never zeros), also read-only and split") {
+  Fx f(12 * kChunk + 777, UffdSetting::off);
+  REQUIRE(f.mgr.mode() == MapMode::eager);
+  const uint64_t len = f.ref.size();
+  for (int prot : {PROT_READ, PROT_READ | PROT_WRITE}) {
+    CAPTURE(prot);
+    std::byte* p = f.map(len, prot);
+    REQUIRE(f.same(p, 0, len));
+    if (prot & PROT_WRITE) p[5 * kChunk + 3] = std::byte{0};  // a private write, undone by the drop
+    int rc = -1;
+    CHECK(f.mgr.madvise(p + 4 * kChunk, 3 * kChunk + kPage, MADV_DONTNEED, &rc));
+    CHECK(rc == 0);
+    CHECK(f.same(p, 0, len));
+    rc = -1;
+    CHECK(f.mgr.madvise(p, len, MADV_FREE, &rc));  // a hint: eager pages keep their bytes
+    CHECK(rc == 0);
+    CHECK(f.same(p, 0, len));
+    f.unmap(p + 2 * kChunk, kChunk);  // split: both halves still restore
+    rc = 0;
+    errno = 0;
+    CHECK(f.mgr.madvise(p, len, MADV_DONTNEED, &rc));
+    CHECK(rc == -1);  // the hole: ENOMEM, as the kernel says, after advising the rest
+    CHECK(errno == ENOMEM);
+    CHECK(f.same(p, 0, 2 * kChunk));
+    CHECK(f.same(p + 3 * kChunk, 3 * kChunk, len - 3 * kChunk));
+    f.unmap(p, 2 * kChunk);
+    f.unmap(p + 3 * kChunk, len - 3 * kChunk);
+  }
 }
 
 TEST_CASE("eager mode refuses a mapping larger than available memory") {
@@ -172,10 +202,7 @@ TEST_CASE("multi-threaded readers, more data than the cache budget, both modes")
     CHECK(bad == 0);
     CHECK(f.same(p, 0, f.ref.size()));
     CHECK(f.cache.stats().peak_resident_bytes <= 4 * kChunk);
-    if (f.mgr.mode() == MapMode::uffd)
-      f.unmap(p, f.ref.size());
-    else
-      ::munmap(p, f.ref.size());
+    f.unmap(p, f.ref.size());  // eager mappings are tracked too (MADV_DONTNEED restores them)
   }
 }
 

@@ -17,15 +17,21 @@
 
 #include "core/vfs/mappings.hpp"
 #include "tests/unit/cache/fake_store.hpp"
+#include "tests/unit/uffd/fork_as_shim.hpp"
 
 using namespace mf;
 using mf::test::FakeStore;
+using mf::test::fork_as_shim;
 using mf::test::pattern_bytes;
 
 namespace {
 constexpr uint64_t kChunk = 8ull << 20;
 constexpr uint64_t kHuge = 2ull << 20;
 constexpr uint64_t kSize = 5 * kChunk + 12345;  // 6 chunks, the last one partial
+
+void wait_filled(const MappingManager& m, uint64_t bytes) {
+  for (int i = 0; i < 2000 && m.stats().bytes_filled < bytes; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 struct Fx {
   FakeStore store;
@@ -48,6 +54,13 @@ struct Fx {
   bool same(const std::byte* p) const {
     return std::memcmp(p, ref.data(), kSize) == 0 &&
            std::all_of(p + kSize, p + (kSize + 4095) / 4096 * 4096, [](std::byte b) { return b == std::byte{0}; });
+  }
+  // A read-write mapping, read front to back, then left to the filler until every page is placed.
+  std::byte* load_rw() {
+    std::byte* p = map(PROT_READ | PROT_WRITE);
+    CHECK(same(p));
+    wait_filled(mgr, kSize);
+    return p;
   }
   void unmap(void* p) {
     int rc = -1;
@@ -83,16 +96,11 @@ uint64_t anon_huge_bytes(const void* p) {
   return kb * 1024;
 }
 
-void wait_filled(const MappingManager& m, uint64_t bytes) {
-  for (int i = 0; i < 2000 && m.stats().bytes_filled < bytes; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
 }  // namespace
 
 TEST_CASE("huge moves: a read-write private mapping gets the chunks' huge pages, every byte right") {
   Fx f;
-  std::byte* p = f.map(PROT_READ | PROT_WRITE);
-  CHECK(f.same(p));
-  wait_filled(f.mgr, kSize);
+  std::byte* p = f.load_rw();
   if (moves_here(f.mgr)) {
     CHECK(reinterpret_cast<uintptr_t>(p) % kHuge == 0);  // placed on a huge-page boundary
     const MappingStats s = f.mgr.stats();
@@ -111,9 +119,7 @@ TEST_CASE("huge moves: a read-write private mapping gets the chunks' huge pages,
 
 TEST_CASE("huge moves: a second mapping after the first took the chunks fetches them again, every byte right") {
   Fx f;
-  std::byte* a = f.map(PROT_READ | PROT_WRITE);
-  CHECK(f.same(a));
-  wait_filled(f.mgr, kSize);
+  std::byte* a = f.load_rw();
   const uint64_t before = f.store.requests.load(), taken = f.cache.stats().chunks_taken;
   std::byte* b = f.map(PROT_READ | PROT_WRITE);
   CHECK(f.same(b));
@@ -162,18 +168,7 @@ TEST_CASE("huge moves: fork midway; the child and then the parent see every byte
   Fx f;
   std::byte* p = f.map(PROT_READ | PROT_WRITE);
   CHECK(std::memcmp(p + 3 * kChunk, f.ref.data() + 3 * kChunk, 4096) == 0);  // the filler starts there
-  f.mgr.before_fork();
-  f.cache.before_fork();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    f.cache.after_fork_child();
-    f.mgr.after_fork_child();
-    _exit(f.same(p) ? 0 : 1);
-  }
-  f.cache.after_fork_parent();
-  f.mgr.after_fork_parent();
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = fork_as_shim(f.mgr, f.cache, [&] { return f.same(p) ? 0 : 1; });
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(f.same(p));
@@ -204,9 +199,7 @@ TEST_CASE("eager mode: the copy lands in huge pages unless MODELFETCH_HUGE_PAGES
 
 TEST_CASE("huge moves: MADV_DONTNEED over moved pages refills them from the store, every byte right") {
   Fx f;
-  std::byte* p = f.map(PROT_READ | PROT_WRITE);
-  CHECK(f.same(p));
-  wait_filled(f.mgr, kSize);
+  std::byte* p = f.load_rw();
   const uint64_t before = f.store.requests.load();
   int rc = -1;
   CHECK(f.mgr.madvise(p + kChunk + kHuge, 2 * kChunk, MADV_DONTNEED, &rc));  // over chunks 1-3, unaligned

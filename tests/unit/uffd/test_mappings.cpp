@@ -21,9 +21,11 @@
 #include "core/uffd/uffd.hpp"
 #include "core/vfs/mappings.hpp"
 #include "tests/unit/cache/fake_store.hpp"
+#include "tests/unit/uffd/fork_as_shim.hpp"
 
 using namespace mf;
 using mf::test::FakeStore;
+using mf::test::fork_as_shim;
 using mf::test::pattern_bytes;
 
 namespace {
@@ -264,19 +266,9 @@ TEST_CASE("fork with a live mapping: the child sees the file's bytes") {
   Fx f(12 * kChunk, UffdSetting::automatic, 64 * kChunk, 30000);
   if (!uffd_here(f.mgr)) return;
   std::byte* p = f.map(f.ref.size(), PROT_READ | PROT_WRITE);
-  f.mgr.before_fork();
-  f.cache.before_fork();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    f.cache.after_fork_child();
-    f.mgr.after_fork_child();
-    const bool ok = f.same(p, 0, f.ref.size()) && !f.mgr.overlaps(p, 1);
-    _exit(ok ? 0 : 3);
-  }
-  f.cache.after_fork_parent();
-  f.mgr.after_fork_parent();
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = fork_as_shim(f.mgr, f.cache, [&] {
+    return f.same(p, 0, f.ref.size()) && !f.mgr.overlaps(p, 1) ? 0 : 3;
+  });
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(f.same(p, 0, f.ref.size()));

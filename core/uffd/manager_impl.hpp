@@ -168,6 +168,9 @@ struct MappingManager::Impl {
   // mapping_manager.cpp: a 2 MiB-aligned PROT_NONE reservation of len bytes to mmap MAP_FIXED over, or
   // nullptr (len under 2 MiB, or no address space).
   void* reserve_huge_aligned(uint64_t len);
+  // map_eager's zero-copy path for one whole chunk (mapping_manager.cpp): true when the chunk's bytes are now
+  // at dst (moved with mremap, or copied from the taken buffer), false when the caller must copy from ref.
+  bool move_whole_chunk_eager(const ChunkRef& ref, uint64_t k, std::byte* dst, uint64_t o, uint64_t n, int prot);
   // Eager region pages [p0, p1): the object's bytes copied over them again (MADV_DONTNEED on an eager
   // mapping; with no userfaultfd a dropped page would read back as zeros). Caller holds r.mu exclusive. A
   // chunk that cannot be fetched turns its pages into SIGBUS pages. 0 or an errno.

@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/cache/chunk_buffer.hpp"
 #include "core/uffd/manager_impl.hpp"
 #include "core/uffd/uffd.hpp"
 #include "core/util/checked.hpp"
@@ -225,6 +226,28 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   return p;
 }
 
+// Eager mode has no userfaultfd, hence no UFFDIO_MOVE, but mremap moves pages just as well between two
+// anonymous areas of ours: a whole chunk (not the header's first one, which every reader reads, nor a partial
+// last one) whose buffer nobody else holds is taken out of the cache and mremap'd over its place in a
+// read-write eager mapping (MREMAP_FIXED replaces the pages reserved there): no copy, and with both sides on
+// 2 MiB boundaries the kernel moves whole page-table entries of huge pages. Read-only mappings (safetensors'
+// own) copy, so the chunks stay cached for the mapping torch makes next. MODELFETCH_HUGE_PAGES=off: copy.
+bool MappingManager::Impl::move_whole_chunk_eager(const ChunkRef& ref, uint64_t k, std::byte* dst, uint64_t o,
+                                                  uint64_t n, int prot) {
+  const uint64_t cs = cache.config().chunk_size;
+  if (!allow_huge || prot != (PROT_READ | PROT_WRITE) || k == 0 || o != ref.offset() || n != cs ||
+      ref.length() != cs)
+    return false;
+  const TakenBuffer buf = cache.take(ref);
+  if (!buf.data) return false;
+  if (buf.bytes == n &&
+      sys.mremap(buf.data, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED)
+    return true;
+  std::memcpy(dst, buf.data, n);  // the kernel refused (no address space?): copy from the taken buffer
+  free_chunk_buffer(buf.data, buf.bytes);
+  return true;
+}
+
 void* MappingManager::Impl::reserve_huge_aligned(uint64_t len) {
   if (len < kFaultBlock) return nullptr;
   void* raw = sys.mmap(nullptr, len + kFaultBlock, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -276,7 +299,11 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
       return ref.error();
     }
     const uint64_t n = std::min((k + 1) * cs, end) - o;  // the chunk buffer is page-padded past EOF
-    std::memcpy(base + (o - offset), ref->data() + (o - ref->offset()), n);
+    if (move_whole_chunk_eager(*ref, k, base + (o - offset), o, n, prot)) {
+      bytes_moved.fetch_add(n, std::memory_order_relaxed);
+    } else {
+      std::memcpy(base + (o - offset), ref->data() + (o - ref->offset()), n);
+    }
     cache.note_served(n);
     o += n;
   }

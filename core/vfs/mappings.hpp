@@ -42,7 +42,7 @@ struct MappingStats {
   uint64_t eager_maps = 0;     // mappings filled eagerly
   uint64_t parked_faults = 0;  // fault blocks whose chunk was not resident (served by a fill worker)
   uint64_t copy_ns = 0;        // time spent placing pages (UFFDIO_COPY/MOVE), all threads together
-  uint64_t bytes_moved = 0;    // of bytes_filled, placed as whole huge pages by UFFDIO_MOVE
+  uint64_t bytes_moved = 0;    // of bytes_filled, moved in whole (UFFDIO_MOVE; mremap in eager mode)
   uint64_t fill_wait_ns = 0;   // time the proactive filler waited for chunks (network not overlapped)
 };
 

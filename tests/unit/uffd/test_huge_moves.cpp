@@ -188,7 +188,21 @@ TEST_CASE("eager mode: the copy lands in huge pages unless MODELFETCH_HUGE_PAGES
     REQUIRE(f.mgr.mode() == MapMode::eager);
     std::byte* p = f.map(PROT_READ);
     CHECK(f.same(p));
-    CHECK(f.mgr.stats().bytes_moved == 0);  // eager mode copies
+    CHECK(f.mgr.stats().bytes_moved == 0);  // read-only: copied (the chunks stay cached for the next map)
+    std::byte* w = f.map(PROT_READ | PROT_WRITE);
+    CHECK(f.same(w));
+    if (huge) {  // read-write: whole chunks but the first (the header's) and the partial last one, moved
+      CHECK(f.mgr.stats().bytes_moved == 4 * kChunk);
+      CHECK(f.cache.stats().chunks_taken == 4);
+      int rc = -1;  // and a drop over moved pages restores them (fetched again: they left the cache)
+      CHECK(f.mgr.madvise(w + kChunk, 2 * kChunk, MADV_DONTNEED, &rc));
+      CHECK(rc == 0);
+      CHECK(f.same(w));
+      CHECK(f.same(p));
+    } else {
+      CHECK(f.mgr.stats().bytes_moved == 0);
+    }
+    f.unmap(w);
     if (huge && thp)
       CHECK(anon_huge_bytes(p) >= kChunk);  // most of the 40 MiB; the kernel may fall back for some
     else if (!huge)

@@ -275,7 +275,8 @@ def errors():
         check(False, "create succeeded")
     except OSError as e:
         check(e.errno == errno.EROFS, "create errno")
-    # namespace and metadata changes: EROFS under the mount (existing or not), EXDEV across it; nothing
+    # namespace and metadata changes: EROFS under the mount (after the kernel's lookup: ENOENT for chmod and
+    # the like of a missing name, EEXIST for mkdir of an existing one), EXDEV across it; nothing
     # changes, and nothing appears on the local disk at the mount path
     before = (sorted(os.listdir(M)), local("odd.bin"))
     tmp = os.path.join(os.path.dirname(L), "outside.bin")
@@ -286,7 +287,11 @@ def errors():
              ("unlinkat", lambda: os.unlink("odd.bin", dir_fd=os.open(M, os.O_RDONLY | os.O_DIRECTORY)), errno.EROFS),
              ("rmdir", lambda: os.rmdir(M + "/sub/dir"), errno.EROFS),
              ("mkdir", lambda: os.mkdir(M + "/newdir"), errno.EROFS),
-             ("mkdir mount", lambda: os.mkdir(M), errno.EROFS),
+             ("mkdir mount", lambda: os.mkdir(M), errno.EEXIST),   # the kernel looks the new name up first
+             ("mkdir existing", lambda: os.mkdir(M + "/sub"), errno.EEXIST),
+             ("chmod missing", lambda: os.chmod(M + "/missing.bin", 0o777), errno.ENOENT),
+             ("truncate missing", lambda: os.truncate(M + "/missing.bin", 0), errno.ENOENT),
+             ("setxattr missing", lambda: os.setxattr(M + "/missing.bin", "user.x", b"1"), errno.ENOENT),
              ("rename inside", lambda: os.rename(M + "/odd.bin", M + "/odd2.bin"), errno.EROFS),
              ("rename out", lambda: os.rename(M + "/odd.bin", tmp + ".moved"), errno.EXDEV),
              ("rename in", lambda: os.rename(tmp, M + "/in.bin"), errno.EXDEV),

@@ -355,6 +355,15 @@ PrefetchOutcome ChunkCache::request_prefetch(const RemoteObject& object, uint64_
 }
 
 Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Priority priority) {
+  return get_chunk(object, index, priority, true);
+}
+
+Result<ChunkRef> ChunkCache::get_unless_taken(const RemoteObject& object, uint64_t index, Priority priority) {
+  return get_chunk(object, index, priority, false);
+}
+
+Result<ChunkRef> ChunkCache::get_chunk(const RemoteObject& object, uint64_t index, Priority priority,
+                                       bool refetch_taken) {
   if (index >= chunk_count(object))
     return make_error(EINVAL, "chunk " + std::to_string(index) + " is past the end of " + object.path);
   Impl& im = *impl_;
@@ -379,6 +388,7 @@ Result<ChunkRef> ChunkCache::get(const RemoteObject& object, uint64_t index, Pri
       }
       break;
     }
+    if (!refetch_taken && im.taken.count(key)) return make_error(ESRCH, "the chunk was moved out of the cache");
     missed = true;
     if (im.make_room(alloc, config_.budget_bytes, true)) {
       c = im.insert(object, index, config_.chunk_size, false);

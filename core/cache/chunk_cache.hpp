@@ -104,6 +104,9 @@ class ChunkCache {
 
   // The chunk with this index, fetched if needed (blocking).
   Result<ChunkRef> get(const RemoteObject& object, uint64_t index, Priority priority);
+  // get(), except that a chunk handed out by take() and not fetched since is not fetched again: ESRCH.
+  // (A fault parked before a move placed its pages: the caller looks at the pages before fetching.)
+  Result<ChunkRef> get_unless_taken(const RemoteObject& object, uint64_t index, Priority priority);
   // The chunk if resident, an empty ref otherwise (never blocks, never fetches).
   ChunkRef try_get(const RemoteObject& object, uint64_t index);
   // Starts fetching the chunk if neither resident nor in flight; never blocks the caller. When the budget
@@ -140,6 +143,7 @@ class ChunkCache {
  private:
   struct Impl;
   static ChunkRef make_ref(std::shared_ptr<void> pin, const std::byte* data, uint64_t offset, uint64_t length);
+  Result<ChunkRef> get_chunk(const RemoteObject& object, uint64_t index, Priority priority, bool refetch_taken);
   ObjectStore& store_;
   CacheConfig config_;
   std::unique_ptr<Impl> impl_;

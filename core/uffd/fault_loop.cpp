@@ -100,8 +100,8 @@ int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k)
   for (uint64_t p = c0; p < c1 && !any; ++p) any = movable(p);
   if (!any) return 0;
   // Exclusive from before the take until every page is placed: a fault on this chunk that misses the cache
-  // meanwhile (handle_faults) waits for the lock and then finds its page present (pages_present) instead of
-  // fetching the chunk again.
+  // meanwhile (handle_faults, serve_parked check and request under the lock, shared) either finds its page
+  // present afterwards or pinned the chunk before, so that the take fails and the chunk is copied.
   std::unique_lock lock(r.mu);
   const TakenBuffer buf = cache.take(ref);
   if (!buf.data) return 0;  // someone else reads this chunk too: copy
@@ -157,7 +157,6 @@ int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k)
 }
 
 bool MappingManager::Impl::pages_present(Region& r, const std::vector<uint64_t>& pages) {
-  std::shared_lock lock(r.mu);  // waits for a move_chunk in progress
   if (r.dead) return false;
   for (uint64_t p : pages) {
     unsigned char v = 0;
@@ -305,11 +304,17 @@ void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs, ui
       resolve(j, ref);
       continue;
     }
-    if (pages_present(*j.region, j.pages)) {  // placed by a move since the fault: the chunk left the cache
-      for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
-      continue;
+    {
+      // Under the region's lock, as serve_parked: a move either ended (the pages are present: the chunk left
+      // the cache, do not fetch it again) or has not taken the chunk yet (the request finds it in the cache).
+      std::shared_lock lock(j.region->mu);
+      if (pages_present(*j.region, j.pages)) {
+        lock.unlock();
+        for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
+        continue;
+      }
+      cache.prefetch(*j.region->object, j.chunk, Priority::demand);  // demand before any lookahead; never blocks
     }
-    cache.prefetch(*j.region->object, j.chunk, Priority::demand);  // demand chunks are requested before any lookahead
     parked.push_back(std::move(j));
   }
   if (!parked.empty()) {

@@ -190,11 +190,22 @@ bool MappingManager::Impl::fill_step(Region& r) {
 }
 
 void MappingManager::Impl::serve_parked(FaultJob& j) {
-  if (pages_present(*j.region, j.pages)) {  // placed meanwhile (by a move: the chunk may be out of the cache)
+  // A move (move_chunk) may have placed these pages since the fault, taking the chunk out of the cache: then
+  // they are present (checked under the region's lock, so no move is half done), or, when the move comes
+  // between that check and the get(), the get() says so (ESRCH) instead of fetching the chunk again.
+  auto present = [&] {
+    std::shared_lock lock(j.region->mu);
+    return pages_present(*j.region, j.pages);
+  };
+  auto woken = [&] {
     for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
-    return;
+  };
+  if (present()) return woken();
+  Result<ChunkRef> ref = cache.get_unless_taken(*j.region->object, j.chunk, Priority::demand);
+  if (!ref && ref.error().code == ESRCH) {
+    if (present()) return woken();
+    ref = cache.get(*j.region->object, j.chunk, Priority::demand);  // dropped since the move: fetch again
   }
-  Result<ChunkRef> ref = cache.get(*j.region->object, j.chunk, Priority::demand);
   for (int attempt = 1; !ref && attempt < kFaultFetchAttempts; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
     ref = cache.get(*j.region->object, j.chunk, Priority::demand);

@@ -162,8 +162,8 @@ struct MappingManager::Impl {
   // 1: every missing page of the chunk in r placed; 0: not done (not eligible, or the chunk is shared), copy
   // instead; -1: the region died or a placement failed (as copy_from_chunk's false).
   int move_chunk(Region& r, const ChunkRef& ref, uint64_t k);
-  // Whether all these pages of r are present (mincore), after any move_chunk on r has finished: a fault
-  // queued before a move placed its page needs only a wake, not the chunk fetched again.
+  // Whether all these pages of r are present (mincore). The caller holds r.mu (shared), so no move_chunk is
+  // half done: a fault queued before a move placed its page needs only a wake, not the chunk fetched again.
   bool pages_present(Region& r, const std::vector<uint64_t>& pages);
   // mapping_manager.cpp: a 2 MiB-aligned PROT_NONE reservation of len bytes to mmap MAP_FIXED over, or
   // nullptr (len under 2 MiB, or no address space).

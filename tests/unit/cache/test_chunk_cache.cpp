@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <latch>
 #include <random>
 #include <thread>
 #include <vector>
@@ -67,11 +68,13 @@ TEST_CASE("read spans chunks and clips at EOF") {
 
 TEST_CASE("a chunk is fetched once for many concurrent readers") {
   Fixture f(4 * kChunk);
-  f.store.delay_us = 50000;
+  f.store.delay_us = 300000;  // with every reader started first (the latch), all 8 arrive while it is in flight
   std::vector<std::thread> ts;
   std::atomic<int> ok{0};
+  std::latch start(8);
   for (int i = 0; i < 8; ++i)
     ts.emplace_back([&] {
+      start.arrive_and_wait();
       auto r = f.cache->get(*f.obj, 2, Priority::demand);
       if (r && std::memcmp(r->data(), f.ref.data() + 2 * kChunk, kChunk) == 0) ok.fetch_add(1);
     });
@@ -164,15 +167,17 @@ TEST_CASE("delivered chunks are evicted before unused prefetched ones; prefetch 
 TEST_CASE("a failed fetch reaches every waiter, is not cached, and a later get retries") {
   Fixture f(4 * kChunk);
   std::atomic<bool> failing{true};
-  f.store.delay_us = 30000;
+  f.store.delay_us = 300000;
   f.store.fail_hook = [&](const RangeRequest& r) -> std::optional<Error> {
     if (r.offset == kChunk && failing) return make_error(EIO, "injected");
     return std::nullopt;
   };
   std::vector<std::thread> ts;
   std::atomic<int> errors{0};
+  std::latch start(4);
   for (int i = 0; i < 4; ++i)
     ts.emplace_back([&] {
+      start.arrive_and_wait();
       auto r = f.cache->get(*f.obj, 1, Priority::demand);
       if (!r && r.error().code == EIO) errors.fetch_add(1);
     });
@@ -234,6 +239,9 @@ TEST_CASE("take: only the sole holder gets the buffer; a taken chunk is not pref
   CHECK_FALSE(f.cache->take(*a).data);  // taken once
   CHECK_FALSE(f.cache->try_get(*f.obj, 2));
   CHECK(f.cache->request_prefetch(*f.obj, 2) == PrefetchOutcome::present);  // its bytes are in use elsewhere
+  auto u = f.cache->get_unless_taken(*f.obj, 2, Priority::demand);          // a parked fault: look first
+  REQUIRE_FALSE(u);
+  CHECK(u.error().code == ESRCH);
   CHECK(f.store.requests == 1);
   a = ChunkRef{};                        // the old pin frees nothing
   free_chunk_buffer(t.data, t.bytes);

@@ -86,6 +86,29 @@ bool thp_available() {
   return got && (std::strstr(line, "[always]") || std::strstr(line, "[madvise]"));
 }
 
+void MappingManager::Impl::touch_placed(uintptr_t at, uint64_t pages) const {
+  const volatile std::byte* q = reinterpret_cast<const volatile std::byte*>(at);
+  for (uint64_t i = 0; i < pages; ++i) (void)q[i * page];
+}
+
+bool MappingManager::Impl::placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch) {
+  if (res.status == uffd::CopyStatus::gone) return false;
+  if (res.status == uffd::CopyStatus::failed) {
+    MF_WARN("%s: placing pages at mapping offset %llu failed: %s", r.object->path.c_str(),
+            static_cast<unsigned long long>(a * page), std::strerror(res.err));
+    return false;
+  }
+  r.filled.set_range(a, b);
+  if (touch) touch_placed(r.start + a * page, b - a);  // present now, and stays so while r.mu is held
+  bytes_filled.fetch_add(res.copied, std::memory_order_relaxed);
+  cache.note_served(res.copied);
+  return true;
+}
+
+void MappingManager::Impl::wake_pages(const Region& r, const std::vector<uint64_t>& pages) const {
+  for (uint64_t p : pages) uffd::wake(uffd, r.start + p * page, page);
+}
+
 int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k) {
   if (!huge_moves || r.prot != (PROT_READ | PROT_WRITE) || k == 0) return 0;
   uint64_t c0, c1;
@@ -105,10 +128,9 @@ int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k)
   std::unique_lock lock(r.mu);
   const TakenBuffer buf = cache.take(ref);
   if (!buf.data) return 0;  // someone else reads this chunk too: copy
-  int out = 1;
-  {
-    uint64_t p = r.dead ? c1 : c0;
-    if (r.dead) out = -1;
+  int out = r.dead ? -1 : 1;
+  if (!r.dead) {
+    uint64_t p = c0;
     while (p < c1) {
       const uint64_t a = r.filled.find(p, c1, false);
       if (a == c1) break;
@@ -117,7 +139,8 @@ int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k)
       uint64_t b = r.filled.find(a, c1, true);
       const uint64_t t0 = now_ns();
       uffd::CopyResult res;
-      if (movable(a)) {
+      const bool move = movable(a);
+      if (move) {
         b = a + bp;
         res = uffd::move(uffd, dst, src, kFaultBlock);
         bytes_moved.fetch_add(res.copied, std::memory_order_relaxed);
@@ -129,25 +152,12 @@ int MappingManager::Impl::move_chunk(Region& r, const ChunkRef& ref, uint64_t k)
       } else {
         b = std::min(b, a + (kFaultBlock - dst % kFaultBlock) / page);  // up to the next huge-page boundary
         res = uffd::copy(uffd, dst, src, (b - a) * page, page);
-        if (res.status == uffd::CopyStatus::ok && (r.prot & PROT_READ)) {  // pre-touch, as copy_from_chunk
-          const volatile std::byte* q = reinterpret_cast<const volatile std::byte*>(dst);
-          for (uint64_t i = 0; i < b - a; ++i) (void)q[i * page];
-        }
       }
       copy_ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
-      if (res.status == uffd::CopyStatus::gone) {
+      if (!placed(r, a, b, res, !move && (r.prot & PROT_READ))) {  // copies are pre-touched, as copy_from_chunk
         out = -1;
         break;
       }
-      if (res.status == uffd::CopyStatus::failed) {
-        MF_WARN("%s: placing pages at mapping offset %llu failed: %s", r.object->path.c_str(),
-                static_cast<unsigned long long>(a * page), std::strerror(res.err));
-        out = -1;
-        break;
-      }
-      r.filled.set_range(a, b);
-      bytes_filled.fetch_add(res.copied, std::memory_order_relaxed);
-      cache.note_served(res.copied);
       p = b;
     }
   }
@@ -178,22 +188,22 @@ bool MappingManager::Impl::copy_from_chunk(Region& r, const ChunkRef& ref, uint6
     const uint64_t t0 = now_ns();
     const uffd::CopyResult res = uffd::copy(uffd, r.start + a * page, src, (b - a) * page, page);
     copy_ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
-    if (res.status == uffd::CopyStatus::gone) return false;
-    if (res.status == uffd::CopyStatus::failed) {
-      MF_WARN("%s: UFFDIO_COPY at mapping offset %llu failed: %s", r.object->path.c_str(),
-              static_cast<unsigned long long>(a * page), std::strerror(res.err));
-      return false;
-    }
-    r.filled.set_range(a, b);
-    if (touch) {  // present now, and stays so while we hold r.mu shared (see the header comment)
-      const volatile std::byte* q = reinterpret_cast<const volatile std::byte*>(r.start + a * page);
-      for (uint64_t i = 0; i < b - a; ++i) (void)q[i * page];
-    }
-    bytes_filled.fetch_add(res.copied, std::memory_order_relaxed);
-    cache.note_served(res.copied);
+    if (!placed(r, a, b, res, touch)) return false;
     p = b;
   }
   return true;
+}
+
+void MappingManager::Impl::install_sigbus(Region& r, uint64_t p0, uint64_t p1) {
+  // The empty memfd has no page 0: any access through this mapping raises SIGBUS, as a real file mapping does
+  // past EOF. It replaces (MAP_FIXED) the pages there.
+  void* at = reinterpret_cast<void*>(r.start + p0 * page);
+  const size_t len = (p1 - p0) * page;
+  if (sys.mmap(at, len, r.prot == PROT_NONE ? PROT_READ : r.prot, MAP_SHARED | MAP_FIXED, sigbus_fd, 0) ==
+      MAP_FAILED) {
+    MF_ERROR("cannot install the SIGBUS mapping (%s): unmapping the pages instead", std::strerror(errno));
+    sys.munmap(at, len);
+  }
 }
 
 void MappingManager::Impl::fail_pages(Region& r, uint64_t p0, uint64_t p1, const Error& why) {
@@ -201,24 +211,15 @@ void MappingManager::Impl::fail_pages(Region& r, uint64_t p0, uint64_t p1, const
   MF_ERROR("%s: cannot read bytes %llu-%llu for a mapping: %s (code %d); the access gets SIGBUS",
            r.object->path.c_str(), static_cast<unsigned long long>(off),
            static_cast<unsigned long long>(off + (p1 - p0) * page - 1), why.message.c_str(), why.code);
-  void* at = reinterpret_cast<void*>(r.start + p0 * page);
-  const size_t len = (p1 - p0) * page;
   {
     std::unique_lock lock(r.mu);
     if (!r.dead) {
-      // The empty memfd has no page 0: any access through this mapping raises SIGBUS, as a real file
-      // mapping does past EOF. It replaces (MAP_FIXED) the registered pages, so the retried access of the
-      // woken thread lands on it.
-      void* m = sys.mmap(at, len, r.prot == PROT_NONE ? PROT_READ : r.prot, MAP_SHARED | MAP_FIXED, sigbus_fd, 0);
-      if (m == MAP_FAILED) {
-        MF_ERROR("cannot install the SIGBUS mapping (%s): unmapping the pages instead", std::strerror(errno));
-        sys.munmap(at, len);
-      }
+      install_sigbus(r, p0, p1);  // the retried access of the woken thread lands on it
       r.filled.set_range(p0, p1);
       sigbus_pages.fetch_add(p1 - p0, std::memory_order_relaxed);
     }
   }
-  uffd::wake(uffd, r.start + p0 * page, len);
+  uffd::wake(uffd, r.start + p0 * page, (p1 - p0) * page);
 }
 
 Result<void> MappingManager::Impl::fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure) {
@@ -285,7 +286,7 @@ void MappingManager::Impl::resolve(FaultJob& job, const ChunkRef& ref) {
   fault_bytes.fetch_add((job.b1 - job.b0) * page, std::memory_order_relaxed);
   // UFFDIO_COPY woke the waiters of the pages it placed; a page found present (EEXIST) or a region that went
   // away needs an explicit wake, so the thread retries its access.
-  for (uint64_t p : job.pages) uffd::wake(uffd, r.start + p * page, page);
+  wake_pages(r, job.pages);
   fault_wait_ns.fetch_add((now_ns() - job.t0) * job.pages.size(), std::memory_order_relaxed);
 }
 
@@ -310,7 +311,7 @@ void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs, ui
       std::shared_lock lock(j.region->mu);
       if (pages_present(*j.region, j.pages)) {
         lock.unlock();
-        for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
+        wake_pages(*j.region, j.pages);
         continue;
       }
       cache.prefetch(*j.region->object, j.chunk, Priority::demand);  // demand before any lookahead; never blocks

@@ -197,13 +197,10 @@ void MappingManager::Impl::serve_parked(FaultJob& j) {
     std::shared_lock lock(j.region->mu);
     return pages_present(*j.region, j.pages);
   };
-  auto woken = [&] {
-    for (uint64_t p : j.pages) uffd::wake(uffd, j.region->start + p * page, page);
-  };
-  if (present()) return woken();
+  if (present()) return wake_pages(*j.region, j.pages);
   Result<ChunkRef> ref = cache.get_unless_taken(*j.region->object, j.chunk, Priority::demand);
   if (!ref && ref.error().code == ESRCH) {
-    if (present()) return woken();
+    if (present()) return wake_pages(*j.region, j.pages);
     ref = cache.get(*j.region->object, j.chunk, Priority::demand);  // dropped since the move: fetch again
   }
   for (int attempt = 1; !ref && attempt < kFaultFetchAttempts; ++attempt) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/uffd/page_bitmap.hpp"
+#include "core/uffd/uffd.hpp"
 #include "core/vfs/mappings.hpp"
 
 namespace mf {
@@ -108,6 +109,7 @@ struct MappingManager::Impl {
   MapMode mode = MapMode::eager;
   int uffd = -1;
   bool user_mode_only = false;
+  bool thp = false;         // transparent huge pages "always" or "madvise" (read once, in decide_mode)
   bool huge_moves = false;  // UFFDIO_MOVE of huge pages for writable regions (fault_loop.cpp)
   bool allow_huge = true;   // MODELFETCH_HUGE_PAGES
   int sigbus_fd = -1;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access
@@ -162,6 +164,15 @@ struct MappingManager::Impl {
   // 1: every missing page of the chunk in r placed; 0: not done (not eligible, or the chunk is shared), copy
   // instead; -1: the region died or a placement failed (as copy_from_chunk's false).
   int move_chunk(Region& r, const ChunkRef& ref, uint64_t k);
+  // After placing pages [a, b) of r (copy or move, result res; r.mu held): false, with a warning for a
+  // failure, when they were not placed; else marks them filled, counts them, and with `touch` reads one byte
+  // of each (the pre-touch).
+  bool placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch);
+  void touch_placed(uintptr_t at, uint64_t pages) const;
+  // Wakes the threads faulting on these pages of r (their access is retried).
+  void wake_pages(const Region& r, const std::vector<uint64_t>& pages) const;
+  // Replaces pages [p0, p1) of r by the SIGBUS mapping (or unmaps them if that fails). Caller holds r.mu.
+  void install_sigbus(Region& r, uint64_t p0, uint64_t p1);
   // Whether all these pages of r are present (mincore). The caller holds r.mu (shared), so no move_chunk is
   // half done: a fault queued before a move placed its page needs only a wake, not the chunk fetched again.
   bool pages_present(Region& r, const std::vector<uint64_t>& pages);

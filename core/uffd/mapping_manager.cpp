@@ -83,6 +83,7 @@ void copy_bits(const PageBitmap& src, uint64_t s0, uint64_t s1, PageBitmap& dst,
 
 void MappingManager::Impl::decide_mode() {
   page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  thp = thp_available();
   if (setting == UffdSetting::off) {
     MF_INFO("mappings: eager mode (MODELFETCH_UFFD=off): mmap fills the whole range before returning");
     return;
@@ -97,7 +98,7 @@ void MappingManager::Impl::decide_mode() {
   mode = MapMode::uffd;
   uffd = h->fd;
   user_mode_only = h->user_mode_only;
-  huge_moves = allow_huge && h->can_move && thp_available();
+  huge_moves = allow_huge && h->can_move && thp;
   MF_INFO("mappings: userfaultfd mode via %s; %s", h->how.c_str(),
           huge_moves ? "writable mappings get whole huge pages (UFFDIO_MOVE)" : "pages placed by UFFDIO_COPY");
 }
@@ -111,7 +112,7 @@ Result<void> MappingManager::Impl::ensure_started() {
     if (!h) return h.error();
     uffd = h->fd;
     user_mode_only = h->user_mode_only;
-    huge_moves = allow_huge && h->can_move && thp_available();
+    huge_moves = allow_huge && h->can_move && thp;
   }
   auto* w = new Workers;
   w->quit_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -276,7 +277,7 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
   // 2 MiB-aligned MADV_HUGEPAGE area takes one fault per 2 MiB instead of 512 (a 4 KiB fault costs ~11 us in
   // the paravirtualised benchmark guests: docs/PERFORMANCE.md "Page costs"). Invisible to the program: the
   // mapping is private anonymous memory either way.
-  const bool huge = allow_huge && thp_available();
+  const bool huge = allow_huge && thp;
   void* at = addr;
   int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
   if (huge && !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
@@ -461,9 +462,7 @@ int MappingManager::Impl::restore_eager(Region& r, uint64_t p0, uint64_t p1) {
       MF_ERROR("%s: cannot restore bytes %llu-%llu of an eager mapping after MADV_DONTNEED: %s; they raise SIGBUS",
                r.object->path.c_str(), static_cast<unsigned long long>(r.obj_offset + p * page),
                static_cast<unsigned long long>(r.obj_offset + p1 * page - 1), ref.error().message.c_str());
-      if (sigbus_fd < 0 || sys.mmap(at + p * page, (p1 - p) * page, r.prot == PROT_NONE ? PROT_READ : r.prot,
-                                    MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED)
-        sys.munmap(at + p * page, (p1 - p) * page);
+      install_sigbus(r, p, p1);
       out = ref.error().code;
       p1 = p;  // nothing past here to re-protect: it is the SIGBUS mapping now
       break;

@@ -180,15 +180,21 @@ MF_EXPORT void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off_
 MF_EXPORT int munmap(void* addr, size_t len) {
   Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
-  int rc;
-  if (mm && mm->munmap(addr, len, &rc)) return rc;
+  if (mm) {
+    Work w;  // our own work: a fill's reads and the client's wakeup write pass through (shim.hpp)
+    int rc;
+    if (mm->munmap(addr, len, &rc)) return rc == 0 ? w.ok(rc) : rc;
+  }
   return real.munmap ? real.munmap(addr, len) : static_cast<int>(syscall(SYS_munmap, addr, len));
 }
 MF_EXPORT int madvise(void* addr, size_t len, int advice) {
   Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
-  int rc;
-  if (mm && mm->madvise(addr, len, advice, &rc)) return rc;
+  if (mm) {
+    Work w;  // a refill under the manager's lock must not re-enter it through our read/write hooks
+    int rc;
+    if (mm->madvise(addr, len, advice, &rc)) return rc == 0 ? w.ok(rc) : rc;
+  }
   return real.madvise ? real.madvise(addr, len, advice) : static_cast<int>(syscall(SYS_madvise, addr, len, advice));
 }
 MF_EXPORT void* mremap(void* old_addr, size_t old_size, size_t new_size, int flags, ...) {
@@ -201,8 +207,12 @@ MF_EXPORT void* mremap(void* old_addr, size_t old_size, size_t new_size, int fla
   }
   Vfs* v = active_for_memory();
   MappingManager* mm = v ? v->mappings() : nullptr;
-  void* result;
-  if (mm && mm->mremap(old_addr, old_size, new_size, flags, new_addr, &result)) return result;
+  if (mm) {
+    Work w;
+    void* result;
+    if (mm->mremap(old_addr, old_size, new_size, flags, new_addr, &result))
+      return result != MAP_FAILED ? w.ok(result) : result;
+  }
   if (!real.mremap) return reinterpret_cast<void*>(syscall(SYS_mremap, old_addr, old_size, new_size, flags, new_addr));
   return real.mremap(old_addr, old_size, new_size, flags, new_addr);
 }

@@ -184,10 +184,11 @@ std::optional<MountedPath> mounted(Vfs* v, int dirfd, const char* path);
 // (a missing page there makes the syscall fail with EFAULT under UFFD_USER_MODE_ONLY). False + errno on error.
 inline bool prepare_kernel_access(Vfs* v, const void* p, size_t n) {
   MappingManager* mm = v ? v->mappings() : nullptr;
-  if (!mm || !mm->overlaps(p, n)) return true;
+  if (!mm) return true;
+  Work w;  // the fill's own reads and wakeup writes pass through instead of re-entering the manager
+  if (!mm->overlaps(p, n)) return w.ok(true);
   auto r = mm->fill_for_kernel(p, n);
-  if (!r) errno = r.error().code;
-  return r.ok();
+  return r ? w.ok(true) : w.fail(r.error().code, false);
 }
 
 // True when fd is one of our virtual fds (a remote file opened read-only): calls that would write to it or

@@ -11,7 +11,7 @@ MF_APT_PACKAGES=(
   g++ pkg-config meson ninja-build
   libcurl4-openssl-dev libxxhash-dev rapidjson-dev doctest-dev libpugixml-dev
   python3 python3-numpy python3-boto3 python3-torch
-  nginx util-linux procps time s3fs rclone python3-matplotlib openssl
+  nginx util-linux procps time s3fs rclone python3-matplotlib openssl hyperfine binutils
   clang libclang-rt-dev  # scripts/fuzz (libFuzzer); the GCC sanitizer runtimes come with g++
 )
 

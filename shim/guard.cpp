@@ -13,6 +13,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <stdexcept>
+
 #include "core/util/log.hpp"
 #include "core/util/thread.hpp"
 #include "shim/guard.hpp"
@@ -28,13 +30,22 @@ void report_exception(const char* name, const char* what, int code) noexcept {
 }
 
 #ifdef MF_TEST_THROW
+// MODELFETCH_TEST_THROW=NAME[,NAME...][:bad_alloc]
 void maybe_throw_for_test(const char* name) {
   static const char* knob = getenv("MODELFETCH_TEST_THROW");
   if (!knob || t_busy || on_internal_thread()) return;
-  size_t n = strlen(name);
-  if (strncmp(knob, name, n) != 0 || (knob[n] != '\0' && knob[n] != ':')) return;
-  if (strcmp(knob + n, ":bad_alloc") == 0) throw std::bad_alloc();
-  throw std::runtime_error("test exception (MODELFETCH_TEST_THROW)");
+  const char* kind = strchr(knob, ':');
+  const size_t list_len = kind ? static_cast<size_t>(kind - knob) : strlen(knob);
+  const size_t n = strlen(name);
+  for (const char* p = knob; p < knob + list_len;) {
+    const char* end = static_cast<const char*>(memchr(p, ',', static_cast<size_t>(knob + list_len - p)));
+    if (!end) end = knob + list_len;
+    if (static_cast<size_t>(end - p) == n && strncmp(p, name, n) == 0) {
+      if (kind && strcmp(kind, ":bad_alloc") == 0) throw std::bad_alloc();
+      throw std::runtime_error("test exception (MODELFETCH_TEST_THROW)");
+    }
+    p = end + 1;
+  }
 }
 #endif
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/util/log.hpp"
+#include "core/util/own_fds.hpp"
 #include "shim/shim.hpp"
 
 using mf::shim::real;
@@ -83,7 +85,31 @@ void track_dup(int oldfd, int newfd) {
   w.ok(0);
 }
 
-// dup2/dup3 onto a virtual fd closes it first, as the kernel does.
+// close_range over [lo, hi] minus the engine's own fds: one real call per gap between them. (Setting
+// close-on-exec on ours changes nothing: they have it.)
+int close_range_sparing_ours(unsigned lo, unsigned hi, int flags) {
+  if (flags & CLOSE_RANGE_CLOEXEC || lo > hi || in_vfork_child()) return real.close_range(lo, hi, flags);
+  while (lo <= hi) {
+    int own = next_own_fd(lo, hi);
+    if (own < 0) return real.close_range(lo, hi, flags);
+    if (static_cast<unsigned>(own) > lo && real.close_range(lo, static_cast<unsigned>(own) - 1, flags) != 0)
+      return -1;
+    if (static_cast<unsigned>(own) == hi) break;
+    lo = static_cast<unsigned>(own) + 1;
+  }
+  return 0;
+}
+
+// dup2/dup3 onto one of the engine's own fds: refused with EBUSY (docs/DESIGN.md "The engine's own fds").
+bool onto_own_fd(int oldfd, int newfd) {
+  if (oldfd == newfd || !is_own_fd(newfd) || in_vfork_child()) return false;
+  log_message(LogLevel::warn, "dup2/dup3 onto fd %d, which the shim uses itself (userfaultfd, eventfd or a "
+              "connection): refused with EBUSY", newfd);
+  errno = EBUSY;
+  return true;
+}
+
+// dup2/dup3 onto a virtual fd closes it, as the kernel does: untracked once the call succeeded.
 void forget(Vfs* v, int fd) {
   if (v->maybe_virtual(fd)) v->close_fd(fd);
 }
@@ -143,6 +169,9 @@ MF_EXPORT FILE* fdopen(int fd, const char* mode) {
 }
 
 MF_EXPORT int close(int fd) {
+  // The engine's own fds survive the program's close, which succeeds as if it had closed them
+  // (core/util/own_fds.hpp); a vfork child's table is its own copy and closes what it asks.
+  if (is_own_fd(fd) && !in_vfork_child()) return 0;
   Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too
   // Before the number can be reused by another thread; never from a vfork child (the table is the parent's).
   if (v && v->maybe_virtual(fd) && !in_vfork_child()) v->close_fd(fd);
@@ -153,7 +182,15 @@ MF_EXPORT int close_range(unsigned lo, unsigned hi, int flags) {
   ensure_init();
   Vfs* v = g_vfs.load(std::memory_order_acquire);
   if (v && !(flags & CLOSE_RANGE_CLOEXEC) && !in_vfork_child()) v->close_range_fds(lo, hi);
-  return real.close_range(lo, hi, flags);
+  return close_range_sparing_ours(lo, hi, flags);
+}
+// glibc's closefrom (void): close_range(lo, ~0U, 0), sparing ours, as glibc does it.
+MF_EXPORT void closefrom(int lo) {
+  if (lo < 0) lo = 0;
+  ensure_init();
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  if (v && !in_vfork_child()) v->close_range_fds(static_cast<unsigned>(lo), ~0U);
+  if (close_range_sparing_ours(static_cast<unsigned>(lo), ~0U, 0) != 0) real.closefrom(lo);
 }
 
 MF_EXPORT int dup(int fd) {
@@ -164,23 +201,27 @@ MF_EXPORT int dup(int fd) {
   return r;
 }
 MF_EXPORT int dup2(int oldfd, int newfd) {
+  if (onto_own_fd(oldfd, newfd)) return -1;
   Vfs* v = active();
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup2(oldfd, newfd);
   if (oldfd == newfd || in_vfork_child()) return real.dup2(oldfd, newfd);
-  forget(v, newfd);
   // A copy of a virtual fd keeps close-on-exec, which dup2 would clear: `cat < /mount/file` in a shell
   // dup2()s the file onto 0 and execs cat, whose new image has no fd table and would read the memfd's
   // zeros. Closed at exec, cat fails on its stdin instead (EBADF) of printing wrong bytes.
   int r = v->maybe_virtual(oldfd) ? real.dup3(oldfd, newfd, O_CLOEXEC) : real.dup2(oldfd, newfd);
+  if (r < 0) return r;  // newfd untouched (a bad oldfd): it stays virtual
+  forget(v, newfd);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
 MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  if (onto_own_fd(oldfd, newfd)) return -1;
   Vfs* v = active();
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd)) || in_vfork_child())
     return real.dup3(oldfd, newfd, flags);
-  if (oldfd != newfd) forget(v, newfd);
   int r = real.dup3(oldfd, newfd, v->maybe_virtual(oldfd) ? flags | O_CLOEXEC : flags);
+  if (r < 0) return r;  // newfd untouched (a bad oldfd): it stays virtual
+  forget(v, newfd);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }

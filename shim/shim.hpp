@@ -51,6 +51,7 @@ namespace mf::shim {
   X(fdopen, FILE*, int, const char*)                                                 \
   X(close, int, int)                                                                 \
   X(close_range, int, unsigned, unsigned, int)                                       \
+  X(closefrom, void, int)                                                            \
   X(dup, int, int)                                                                   \
   X(dup2, int, int, int)                                                             \
   X(dup3, int, int, int, int)                                                        \

@@ -1,5 +1,7 @@
 #include "core/remote/transfer.hpp"
 
+#include <sys/socket.h>
+
 #include <cstring>
 #include <string_view>
 
@@ -7,6 +9,7 @@
 #include "core/remote/request.hpp"
 #include "core/remote/s3_xml.hpp"
 #include "core/util/env.hpp"
+#include "core/util/own_fds.hpp"
 
 namespace mf {
 
@@ -31,6 +34,14 @@ bool header_is(std::string_view line, std::string_view name, std::string_view* v
   *value = v;
   return true;
 }
+
+// curl's connections are the engine's own fds (core/util/own_fds.hpp): created at a high number, out of
+// reach of the program's close/close_range/closefrom and dup2, and closed by us.
+curl_socket_t open_socket(void*, curlsocktype, struct curl_sockaddr* a) {
+  int fd = ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  return fd < 0 ? CURL_SOCKET_BAD : own_fd(fd);
+}
+int close_socket(void*, curl_socket_t fd) { return close_own_fd(fd); }
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
@@ -110,6 +121,8 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
   curl_easy_setopt(easy, CURLOPT_PRIVATE, this);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
   // HTTP/1.1: many keep-alive connections with large ranges; curl's HTTP/2 multiplexing is slower for this.
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, kBufferSize);

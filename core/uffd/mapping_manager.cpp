@@ -37,6 +37,7 @@
 #include "core/uffd/uffd.hpp"
 #include "core/util/checked.hpp"
 #include "core/util/log.hpp"
+#include "core/util/own_fds.hpp"
 #include "core/util/thread.hpp"
 
 namespace mf {
@@ -96,7 +97,7 @@ void MappingManager::Impl::decide_mode() {
     return;
   }
   mode = MapMode::uffd;
-  uffd = h->fd;
+  uffd = own_fd(h->fd);  // core/util/own_fds.hpp: out of the program's reach
   user_mode_only = h->user_mode_only;
   huge_moves = allow_huge && h->can_move && thp;
   MF_INFO("mappings: userfaultfd mode via %s; %s", h->how.c_str(),
@@ -105,17 +106,17 @@ void MappingManager::Impl::decide_mode() {
 
 Result<void> MappingManager::Impl::ensure_started() {
   if (workers) return {};
-  if (sigbus_fd < 0) sigbus_fd = ::memfd_create("modelfetch-sigbus", MFD_CLOEXEC);
+  if (sigbus_fd < 0) sigbus_fd = own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
   if (sigbus_fd < 0) return make_error(errno, std::string("memfd_create: ") + std::strerror(errno));
   if (uffd < 0) {  // a fork child: the parent's uffd was closed
     auto h = uffd::open_uffd();
     if (!h) return h.error();
-    uffd = h->fd;
+    uffd = own_fd(h->fd);  // core/util/own_fds.hpp: out of the program's reach
     user_mode_only = h->user_mode_only;
     huge_moves = allow_huge && h->can_move && thp;
   }
   auto* w = new Workers;
-  w->quit_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  w->quit_fd = own_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (w->quit_fd < 0) {
     delete w;
     return make_error(errno, std::string("eventfd: ") + std::strerror(errno));
@@ -271,7 +272,7 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
   }
   {
     std::lock_guard lock(mu);
-    if (sigbus_fd < 0) sigbus_fd = ::memfd_create("modelfetch-sigbus", MFD_CLOEXEC);
+    if (sigbus_fd < 0) sigbus_fd = own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
   }
   // Huge pages unless MODELFETCH_HUGE_PAGES=off: the copy below writes every page of the mapping, and a
   // 2 MiB-aligned MADV_HUGEPAGE area takes one fault per 2 MiB instead of 512 (a 4 KiB fault costs ~11 us in
@@ -350,14 +351,14 @@ MappingManager::~MappingManager() {
     (void)!::write(w->quit_fd, &one, sizeof one);
     w->fault_thread.join();
     for (auto& t : w->fill_threads) t.join();
-    ::close(w->quit_fd);
+    close_own_fd(w->quit_fd);
     delete w;
   }
   // Mappings still managed would read zeros once nobody serves their faults: unmap them instead (an access
   // then gets SIGSEGV). The shim never destroys its manager; tests unmap first.
   for (auto& [start, r] : im.regions) im.sys.munmap(reinterpret_cast<void*>(start), r->pages * im.page);
-  if (im.uffd >= 0) ::close(im.uffd);
-  if (im.sigbus_fd >= 0) ::close(im.sigbus_fd);
+  if (im.uffd >= 0) close_own_fd(im.uffd);
+  if (im.sigbus_fd >= 0) close_own_fd(im.sigbus_fd);
 }
 
 MapMode MappingManager::mode() const { return impl_->mode; }
@@ -532,10 +533,10 @@ void MappingManager::after_fork_child() {
   im.regions.clear();
   im.region_count.store(0, std::memory_order_release);
   if (im.workers) {
-    ::close(im.workers->quit_fd);
+    close_own_fd(im.workers->quit_fd);
     im.workers = nullptr;
   }
-  if (im.uffd >= 0) ::close(im.uffd);  // the parent's context: using it here would act on the parent's mm
+  if (im.uffd >= 0) close_own_fd(im.uffd);  // the parent's context: using it here would act on the parent's mm
   im.uffd = -1;
   im.mu.unlock();
 }

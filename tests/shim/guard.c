@@ -16,7 +16,7 @@
 int main(int argc, char** argv) {
   const char* mount = getenv("MF_MOUNT_DIR");
   const char* knob = getenv("MODELFETCH_TEST_THROW");
-  if (argc < 2 || !mount || !knob) FAIL("usage: MODELFETCH_TEST_THROW=stat guard EIO|ENOMEM (under harness.py)");
+  if (argc < 2 || !mount || !knob) FAIL("usage: MODELFETCH_TEST_THROW=stat,stat64 guard EIO|ENOMEM (under harness.py)");
   int want = strcmp(argv[1], "ENOMEM") == 0 ? ENOMEM : EIO;
   char p[4096];
   snprintf(p, sizeof p, "%s/odd.bin", mount);

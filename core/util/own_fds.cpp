@@ -1,0 +1,92 @@
+#include "core/util/own_fds.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+
+namespace mf {
+namespace {
+
+// One bit per fd below kMaxFd (the default hard limit of RLIMIT_NOFILE is 2^20); fds above it are never
+// ours (own_fd leaves them unregistered... and they are never that high: base() is below the soft limit).
+constexpr unsigned kMaxFd = 1u << 20;
+constexpr unsigned kWords = kMaxFd / 64;
+constinit std::atomic<uint64_t> g_bits[kWords] = {};
+constinit std::atomic<int> g_count{0};
+constinit std::atomic<int> g_base{0};
+
+bool in_range(int fd) { return fd >= 0 && static_cast<unsigned>(fd) < kMaxFd; }
+
+}  // namespace
+
+int own_fd_base() {
+  int b = g_base.load(std::memory_order_relaxed);
+  if (b) return b;
+  struct rlimit rl {};
+  rlim_t soft = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+  if (soft == RLIM_INFINITY || soft > kMaxFd) soft = kMaxFd;
+  rlim_t base = soft / 4 * 3;
+  if (base < 64) base = soft > 64 ? 64 : soft / 2;
+  b = static_cast<int>(base);
+  g_base.store(b, std::memory_order_relaxed);
+  return b;
+}
+
+void register_own_fd(int fd) {
+  if (!in_range(fd)) return;
+  uint64_t bit = uint64_t{1} << (fd % 64);
+  if (!(g_bits[fd / 64].fetch_or(bit, std::memory_order_acq_rel) & bit)) g_count.fetch_add(1, std::memory_order_release);
+}
+
+void unregister_own_fd(int fd) {
+  if (!in_range(fd)) return;
+  uint64_t bit = uint64_t{1} << (fd % 64);
+  if (g_bits[fd / 64].fetch_and(~bit, std::memory_order_acq_rel) & bit) g_count.fetch_sub(1, std::memory_order_release);
+}
+
+int own_fd(int fd) {
+  if (fd < 0) return fd;
+  int saved = errno;
+  int moved = fd >= own_fd_base() ? fd : static_cast<int>(::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, own_fd_base()));
+  if (moved >= 0 && moved != fd) {
+    ::syscall(SYS_close, fd);
+    fd = moved;
+  }
+  register_own_fd(fd);
+  errno = saved;
+  return fd;
+}
+
+int close_own_fd(int fd) {
+  unregister_own_fd(fd);
+  return static_cast<int>(::syscall(SYS_close, fd));
+}
+
+bool is_own_fd(int fd) {
+  if (g_count.load(std::memory_order_acquire) == 0 || !in_range(fd)) return false;
+  return g_bits[fd / 64].load(std::memory_order_acquire) & (uint64_t{1} << (fd % 64));
+}
+
+int next_own_fd(unsigned lo, unsigned hi) {
+  if (g_count.load(std::memory_order_acquire) == 0 || lo >= kMaxFd) return -1;
+  if (hi >= kMaxFd) hi = kMaxFd - 1;
+  for (unsigned w = lo / 64; w <= hi / 64; ++w) {
+    uint64_t bits = g_bits[w].load(std::memory_order_acquire);
+    if (w == lo / 64) bits &= ~uint64_t{0} << (lo % 64);
+    if (w == hi / 64 && hi % 64 != 63) bits &= (uint64_t{1} << (hi % 64 + 1)) - 1;
+    if (bits) return static_cast<int>(w * 64 + static_cast<unsigned>(__builtin_ctzll(bits)));
+  }
+  return -1;
+}
+
+void reset_own_fds_for_test() {
+  for (auto& w : g_bits) w.store(0, std::memory_order_relaxed);
+  g_count.store(0, std::memory_order_release);
+}
+
+}  // namespace mf

@@ -17,6 +17,7 @@
 #include "core/remote/transfer.hpp"
 #include "core/util/checked.hpp"
 #include "core/util/log.hpp"
+#include "core/util/own_fds.hpp"
 #include "core/util/thread.hpp"
 
 namespace mf {
@@ -92,8 +93,10 @@ Result<void> Client::Impl::ensure_started() {
   if (started.load(std::memory_order_relaxed)) return {};
   std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (g_curl_init != CURLE_OK) return make_error(EIO, "curl_global_init failed");
+  const auto fds_before = open_fds();
   multi = curl_multi_init();
   if (multi == nullptr) return make_error(ENOMEM, "curl_multi_init failed");
+  register_new_fds(fds_before);  // its wakeup socketpair: out of the program's close/dup2 (own_fds.hpp)
   long conns = static_cast<long>(config.max_connections);
   curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);

@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 
 namespace mf {
 namespace {
@@ -82,6 +84,37 @@ int next_own_fd(unsigned lo, unsigned hi) {
     if (bits) return static_cast<int>(w * 64 + static_cast<unsigned>(__builtin_ctzll(bits)));
   }
   return -1;
+}
+
+std::vector<OpenFd> open_fds() {
+  std::vector<OpenFd> out;
+  int dir = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir < 0) return out;
+  alignas(8) char buf[4096];
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, dir, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long pos = 0; pos < n;) {
+      auto* e = reinterpret_cast<struct dirent64*>(buf + pos);
+      pos += e->d_reclen;
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      int fd = std::atoi(e->d_name);
+      if (fd == dir) continue;
+      char target[256];
+      long len = ::syscall(SYS_readlinkat, dir, e->d_name, target, sizeof target - 1);
+      out.push_back(OpenFd{fd, std::string(target, len > 0 ? static_cast<size_t>(len) : 0)});
+    }
+  }
+  ::syscall(SYS_close, dir);
+  return out;
+}
+
+void register_new_fds(const std::vector<OpenFd>& before) {
+  for (const auto& now : open_fds()) {
+    bool known = false;
+    for (const auto& b : before) known = known || (b.fd == now.fd && b.target == now.target);
+    if (!known) register_own_fd(now.fd);
+  }
 }
 
 void reset_own_fds_for_test() {

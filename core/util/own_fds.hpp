@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 namespace mf {
 
@@ -33,6 +35,19 @@ int next_own_fd(unsigned lo, unsigned hi);
 
 // Where own_fd() puts fds: three quarters of RLIMIT_NOFILE's soft limit, at least 64 (read once).
 int own_fd_base();
+
+// The fds open now, with what /proc/self/fd says they are ("socket:[123]"), read with raw system calls.
+struct OpenFd {
+  int fd;
+  std::string target;
+};
+std::vector<OpenFd> open_fds();
+
+// Registers the fds open now that were not open (or were something else) in `before`: for fds a library
+// creates where no callback sees them (curl_multi_init's wakeup socketpair). Called around that library call;
+// a program thread opening an fd in the same instant would have its fd registered too (it would then
+// survive that thread's close): the window is one curl_multi_init, once per process.
+void register_new_fds(const std::vector<OpenFd>& before);
 
 // Forgets every registration (a test; or a child that closed all of them).
 void reset_own_fds_for_test();

@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
       if (is_shim_fd(link)) fds[k++] = atoi(e->d_name);
     }
     closedir(d);
+    if (k == 0) FAIL("dup2-ours: no shim fd in /proc/self/fd after mapping a file (at least the SIGBUS memfd)");
     for (int i = 0; i < k; ++i) {
       int fresh = open("/dev/null", O_RDONLY);
       if (fresh < 0) FAIL("open /dev/null: %s", strerror(errno));

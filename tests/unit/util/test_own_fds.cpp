@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 using namespace mf;
 
 TEST_CASE("own_fd moves an fd high, registers it, and close_own_fd releases it") {
@@ -47,4 +49,23 @@ TEST_CASE("next_own_fd finds registrations across words") {
   unregister_own_fd(64);
   unregister_own_fd(1000);
   CHECK_FALSE(is_own_fd(1000));
+}
+
+TEST_CASE("register_new_fds registers what appeared since the snapshot, nothing else") {
+  reset_own_fds_for_test();
+  int old_fd = ::eventfd(0, EFD_CLOEXEC);
+  auto before = open_fds();
+  bool seen = false;
+  for (const auto& f : before) seen = seen || (f.fd == old_fd && f.target == "anon_inode:[eventfd]");
+  CHECK(seen);
+  int sv[2];
+  REQUIRE(::pipe2(sv, O_CLOEXEC) == 0);
+  register_new_fds(before);
+  CHECK(is_own_fd(sv[0]));
+  CHECK(is_own_fd(sv[1]));
+  CHECK_FALSE(is_own_fd(old_fd));
+  CHECK(close_own_fd(sv[0]) == 0);
+  CHECK(close_own_fd(sv[1]) == 0);
+  ::close(old_fd);
+  CHECK(next_own_fd(0, ~0u) == -1);
 }

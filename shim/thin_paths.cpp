@@ -75,6 +75,8 @@ bool under_a_mount(const Mounts& m, const char* norm) {
 
 }  // namespace
 
+MountsFound read_mounts_into(Mounts& m, const char* (*getenv_fn)(const char*));
+
 bool normalize(const char* path, char* out, size_t n) {
   size_t len = 0;
   if (!push_components(path, out, n, &len)) return false;
@@ -87,6 +89,12 @@ bool normalize(const char* path, char* out, size_t n) {
 }
 
 MountsFound read_mounts(Mounts& m, const char* (*getenv_fn)(const char*)) {
+  MountsFound found = read_mounts_into(m, getenv_fn);
+  if (found != MountsFound::some) m.count = 0;  // nothing half-read: the engine decides
+  return found;
+}
+
+MountsFound read_mounts_into(Mounts& m, const char* (*getenv_fn)(const char*)) {
   m.count = 0;
   const char* list = getenv_fn("MODELFETCH_MOUNTS");
   if (list && *list) {

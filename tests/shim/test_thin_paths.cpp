@@ -48,6 +48,7 @@ TEST_CASE("read_mounts: the plain forms are read, the rest is left to the engine
   CHECK(read(m, {{"MODELFETCH_MOUNTS", "/a"}}) == MountsFound::unclear);
   CHECK(read(m, {{"MODELFETCH_MOUNTS", ";;"}}) == MountsFound::unclear);
   CHECK(read(m, {{"MODELFETCH_MOUNTS", "/a=s3://b;x=s3://c"}}) == MountsFound::unclear);
+  CHECK(m.count == 0);  // nothing half-read
 }
 
 TEST_CASE("may_be_mounted: absolute paths, normalised lexically as the engine does") {

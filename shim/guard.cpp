@@ -56,7 +56,7 @@ void maybe_throw_for_test(const char* name) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // readdir_r: hooked because programs call it
 #define MF_HOOK(ret, name, params, args, trigger)                                      \
-  MF_GUARDED ret mf_hook_##name params noexcept {                                      \
+  MF_GUARDED ret mf_hook_##name params {                                      \
     return mf::shim::guarded<ret>(#name, [&]() -> ret { return ::name args; });        \
   }
 #include "shim/hooks.def"
@@ -65,7 +65,7 @@ void maybe_throw_for_test(const char* name) {
 
 // The variadic hooks and the memory hooks: their extra argument is passed explicitly (see shim/thin.cpp).
 #define MF_GUARDED_OPEN(name)                                                                        \
-  MF_GUARDED int mf_hook_##name(const char* path, int flags, ...) noexcept {                         \
+  MF_GUARDED int mf_hook_##name(const char* path, int flags, ...) {                         \
     va_list ap;                                                                                      \
     va_start(ap, flags);                                                                             \
     mode_t mode = __OPEN_NEEDS_MODE(flags) ? static_cast<mode_t>(va_arg(ap, int)) : 0;               \
@@ -73,7 +73,7 @@ void maybe_throw_for_test(const char* name) {
     return mf::shim::guarded<int>(#name, [&] { return ::name(path, flags, mode); });                 \
   }
 #define MF_GUARDED_OPENAT(name)                                                                      \
-  MF_GUARDED int mf_hook_##name(int dirfd, const char* path, int flags, ...) noexcept {              \
+  MF_GUARDED int mf_hook_##name(int dirfd, const char* path, int flags, ...) {              \
     va_list ap;                                                                                      \
     va_start(ap, flags);                                                                             \
     mode_t mode = __OPEN_NEEDS_MODE(flags) ? static_cast<mode_t>(va_arg(ap, int)) : 0;               \
@@ -81,7 +81,7 @@ void maybe_throw_for_test(const char* name) {
     return mf::shim::guarded<int>(#name, [&] { return ::name(dirfd, path, flags, mode); });          \
   }
 #define MF_GUARDED_FCNTL(name)                                                                       \
-  MF_GUARDED int mf_hook_##name(int fd, int cmd, ...) noexcept {                                     \
+  MF_GUARDED int mf_hook_##name(int fd, int cmd, ...) {                                     \
     va_list ap;                                                                                      \
     va_start(ap, cmd);                                                                               \
     long arg = va_arg(ap, long);                                                                     \
@@ -94,19 +94,19 @@ MF_GUARDED_OPENAT(openat)
 MF_GUARDED_OPENAT(openat64)
 MF_GUARDED_FCNTL(fcntl)
 MF_GUARDED_FCNTL(fcntl64)
-MF_GUARDED void* mf_hook_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) noexcept {
+MF_GUARDED void* mf_hook_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   return mf::shim::guarded<void*>("mmap", [&] { return ::mmap(addr, len, prot, flags, fd, off); });
 }
-MF_GUARDED void* mf_hook_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) noexcept {
+MF_GUARDED void* mf_hook_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   return mf::shim::guarded<void*>("mmap64", [&] { return ::mmap64(addr, len, prot, flags, fd, off); });
 }
-MF_GUARDED int mf_hook_munmap(void* addr, size_t len) noexcept {
+MF_GUARDED int mf_hook_munmap(void* addr, size_t len) {
   return mf::shim::guarded<int>("munmap", [&] { return ::munmap(addr, len); });
 }
-MF_GUARDED int mf_hook_madvise(void* addr, size_t len, int advice) noexcept {
+MF_GUARDED int mf_hook_madvise(void* addr, size_t len, int advice) {
   return mf::shim::guarded<int>("madvise", [&] { return ::madvise(addr, len, advice); });
 }
-MF_GUARDED void* mf_hook_mremap(void* old_addr, size_t old_size, size_t new_size, int flags, ...) noexcept {
+MF_GUARDED void* mf_hook_mremap(void* old_addr, size_t old_size, size_t new_size, int flags, ...) {
   void* new_addr = nullptr;
   if (flags & MREMAP_FIXED) {
     va_list ap;

@@ -7,6 +7,8 @@
 
 #include <sys/mman.h>
 
+#include <cxxabi.h>
+
 #include <cerrno>
 #include <exception>
 #include <new>
@@ -40,12 +42,14 @@ R error_value(const char* name, int code) noexcept {
 void maybe_throw_for_test(const char* name);
 
 template <class R, class F>
-R guarded(const char* name, F&& body) noexcept {
+R guarded(const char* name, F&& body) {
   try {
 #ifdef MF_TEST_THROW
     maybe_throw_for_test(name);
 #endif
     return body();
+  } catch (abi::__forced_unwind&) {
+    throw;  // thread cancellation (read() is a cancellation point) must unwind through the hook
   } catch (const std::bad_alloc&) {
     report_exception(name, "out of memory", ENOMEM);
     return error_value<R>(name, ENOMEM);

@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     int fds[256], k = 0;
     struct dirent* e;
     while ((e = readdir(d)) && k < 256) {
-      char link[256], path[64];
+      char link[256], path[300];
       snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
       ssize_t r = readlink(path, link, sizeof link - 1);
       if (r <= 0) continue;

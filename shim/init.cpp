@@ -34,11 +34,18 @@ bool in_this_library(void* p) {
   return dladdr(&anchor, &self) != 0 && dladdr(p, &other) != 0 && self.dli_fbase == other.dli_fbase;
 }
 
+// The thin library's resolver (mf_engine_start): libc's definition as seen from the preloaded object, i.e.
+// the next one after it in the global scope. From the engine, dlopen'ed RTLD_LOCAL, RTLD_NEXT searches the
+// engine's own dependencies instead, which in a sanitized build start with the sanitizer runtime: its
+// interceptor would call the thin library's hook again, forever.
+using Resolver = void* (*)(const char*);
+constinit Resolver g_resolver = nullptr;
+
 // RTLD_NEXT: the next definition after us (libc, or another interposer between us and libc). Loaded with
 // dlopen() instead of LD_PRELOAD, the library comes last in the global scope and RTLD_NEXT finds nothing:
 // then libc's own definition, from libc's handle.
 void* resolve(const char* name) {
-  void* p = dlsym(RTLD_NEXT, name);
+  void* p = g_resolver ? g_resolver(name) : dlsym(RTLD_NEXT, name);
   if (p == nullptr || in_this_library(p)) {
     static void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
     p = libc ? dlsym(libc, name) : nullptr;
@@ -97,7 +104,8 @@ void init_once() {
   t_busy = false;
 }
 
-__attribute__((constructor)) void on_load() { ensure_init(); }
+// No constructor init: the thin library starts the engine (mf_engine_start, below) once dlopen returned, with
+// its resolver; a hook reached earlier initialises through ensure_init() as before.
 
 // The Vfs is never destroyed: other threads (and mapped tensors being faulted in) may outlive this.
 __attribute__((destructor)) void on_unload() {
@@ -124,3 +132,9 @@ bool in_vfork_child() {
 }  // namespace mf::shim
 
 MF_EXPORT const char* modelfetch_version() { return "0.1.0"; }
+
+// Called by the thin library right after it loaded the engine, before it publishes the hooks.
+MF_EXPORT void mf_engine_start(void* (*resolver)(const char*)) {
+  mf::shim::g_resolver = resolver;
+  mf::shim::ensure_init();
+}

@@ -166,6 +166,17 @@ void load_engine_once() {
     g_engine_state.store(3, std::memory_order_release);
     return;
   }
+  // The engine resolves libc through us (find_real: the next definition after the preloaded object), then
+  // initialises.
+  auto start = reinterpret_cast<void (*)(void* (*)(const char*))>(dlsym(h, "mf_engine_start"));
+  if (start == nullptr) {
+    say("the engine ", g_engine_path, " does not define mf_engine_start; passing every call through");
+    errno = saved;
+    t_loading = false;
+    g_engine_state.store(3, std::memory_order_release);
+    return;
+  }
+  start(find_real);
   bool complete = true;
   auto look = [&](auto& slot, const char* name) {
     using F = typename std::remove_reference_t<decltype(slot)>::value_type;

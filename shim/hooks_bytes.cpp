@@ -176,7 +176,7 @@ MF_EXPORT off_t lseek(int fd, off_t offset, int whence) {
 MF_EXPORT off_t lseek64(int fd, off_t offset, int whence) { return lseek(fd, offset, whence); }
 
 // As on a read-only regular file: advice and readahead are accepted (the prefetcher decides what to fetch),
-// fsync has nothing to write, flock succeeds (not shared with other processes). Their argument checks are
+// fsync has nothing to write, flock and lockf read locks succeed (not shared with other processes). Their argument checks are
 // the kernel's.
 MF_EXPORT int posix_fadvise(int fd, off_t offset, off_t len, int advice) {
   Vfs* v = active();
@@ -201,6 +201,16 @@ MF_EXPORT int fdatasync(int fd) {
   Vfs* v = active();
   return ours(v, fd) ? 0 : real.fdatasync(fd);
 }
+// glibc's lockf calls its internal fcntl, which no hook sees: F_TEST finds no lock, F_ULOCK succeeds,
+// F_LOCK/F_TLOCK (write locks) fail with EBADF as on any fd not open for writing.
+MF_EXPORT int lockf(int fd, int cmd, off_t len) {
+  Vfs* v = active();
+  if (!ours(v, fd)) return real.lockf(fd, cmd, len);
+  if (cmd == F_TEST || cmd == F_ULOCK) return 0;
+  errno = cmd == F_LOCK || cmd == F_TLOCK ? EBADF : EINVAL;
+  return -1;
+}
+MF_EXPORT int lockf64(int fd, int cmd, off_t len) { return lockf(fd, cmd, len); }
 MF_EXPORT int flock(int fd, int op) {
   Vfs* v = active();
   if (!ours(v, fd)) return real.flock(fd, op);

@@ -10,6 +10,8 @@
 // directory fd resolves from that directory's path; against any other real directory fd it is never ours.
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -39,14 +41,29 @@ bool maybe_fd_link(const char* path) {
   return strncmp(path, "/proc/", 6) == 0 || strncmp(path, "/dev/fd/", 8) == 0;
 }
 
-// Rewritten paths handed back to the hook: two per thread (rename and link resolve two paths per call).
-thread_local char t_rewritten[2][PATH_MAX];
-thread_local int t_next = 0;
+// Rewritten paths handed back to the hook: two slots per thread (rename and link resolve two paths per
+// call), allocated on first use and freed when the thread exits (a thread_local array would need 8 KiB of
+// static TLS, which a dlopen()ed library may not get).
+struct Slots {
+  char path[2][PATH_MAX];
+  int next = 0;
+};
+pthread_key_t g_slots_key;
+pthread_once_t g_slots_once = PTHREAD_ONCE_INIT;
 
 const char* stash(const std::string& s, const char* fallback) {
   if (s.size() >= PATH_MAX) return fallback;
-  char* out = t_rewritten[t_next];
-  t_next ^= 1;
+  pthread_once(&g_slots_once, [] { pthread_key_create(&g_slots_key, free); });
+  auto* slots = static_cast<Slots*>(pthread_getspecific(g_slots_key));
+  if (!slots) {
+    slots = static_cast<Slots*>(calloc(1, sizeof(Slots)));
+    if (!slots || pthread_setspecific(g_slots_key, slots) != 0) {
+      free(slots);
+      return fallback;
+    }
+  }
+  char* out = slots->path[slots->next];
+  slots->next ^= 1;
   memcpy(out, s.c_str(), s.size() + 1);
   return out;
 }

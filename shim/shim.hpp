@@ -137,6 +137,7 @@ namespace mf::shim {
   X(fsync, int, int)                                                                 \
   X(fdatasync, int, int)                                                             \
   X(flock, int, int, int)                                                            \
+  X(lockf, int, int, int, off_t)                                                     \
   X(chdir, int, const char*)                                                         \
   X(fchdir, int, int)                                                                \
   X(getcwd, char*, char*, size_t)                                                    \

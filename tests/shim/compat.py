@@ -494,9 +494,17 @@ def paths():
     check(os.getcwd() == home, "chdir back out: " + os.getcwd())
     check(open(os.path.basename(__file__) if os.path.exists(os.path.basename(__file__)) else __file__, "rb")
           .read(2) == b"#!", "relative paths outside the mount again")
+    os.chdir(M + "/sub")
+    os.chdir(os.path.relpath(L, M + "/sub"))  # a relative path out of the mount: a real directory again
+    check(os.getcwd() == os.path.realpath(L), "relative chdir out of the mount: " + os.getcwd())
+    with open("odd.bin", "rb") as f:  # the real cwd again: L/odd.bin
+        check(f.read() == data, "relative open after leaving the mount")
     os.chdir(M)
-    os.chdir("..")  # lexically out of the mount: a real directory again
-    check(os.getcwd() == os.path.dirname(M), "chdir .. out of the mount: " + os.getcwd())
+    try:
+        os.chdir("..")  # lexically out of the mount, to a directory that does not exist on disk here
+        check(os.path.isdir(os.path.dirname(M)), "chdir .. to a missing directory succeeded")
+    except FileNotFoundError:
+        check(not os.path.isdir(os.path.dirname(M)), "chdir .. to an existing directory failed")
     os.chdir(home)
 
 

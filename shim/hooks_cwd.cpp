@@ -2,7 +2,9 @@
 // cwd (Vfs::cwd) and leaves the kernel's where it was; relative paths then resolve against it
 // (shim/paths.cpp), getcwd reports it, and a chdir/fchdir to a real directory clears it. It is per process,
 // like the kernel's: every thread sees it, a forked child keeps it, exec loses it (the new image starts in
-// the kernel's cwd).
+// the kernel's cwd). A child that shares our memory without fork (vfork, posix_spawn: CPython's subprocess
+// with cwd=) must not set it, since it is the parent's: there chdir/fchdir go to the kernel, which fails for
+// a mount path (ENOENT: the exec'd program cannot start inside the mount) instead of moving the parent.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,9 +42,9 @@ MF_EXPORT int chdir(const char* path) {
   Vfs* v = active();
   if (!v) return real.chdir(path);
   auto p = mounted(v, AT_FDCWD, path);  // relative to the virtual cwd when set (then rewritten if outside)
-  if (!p) {
+  if (!p || in_vfork_child()) {
     int r = real.chdir(path);
-    if (r == 0) {
+    if (r == 0 && !in_vfork_child()) {
       Work w;
       v->clear_cwd();
       w.ok(0);
@@ -56,14 +58,14 @@ MF_EXPORT int chdir(const char* path) {
 
 MF_EXPORT int fchdir(int fd) {
   Vfs* v = active();
-  if (v && v->maybe_virtual(fd)) {
+  if (v && v->maybe_virtual(fd) && !in_vfork_child()) {
     Work w;
     auto r = v->fchdir(fd);
     if (r) return w.ok(0);
     if (r.error().code != EBADF || v->maybe_virtual(fd)) return w.fail(r.error().code);
   }
   int r = real.fchdir(fd);
-  if (r == 0 && v) {
+  if (r == 0 && v && !in_vfork_child()) {
     Work w;
     v->clear_cwd();
     w.ok(0);

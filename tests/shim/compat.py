@@ -490,6 +490,13 @@ def paths():
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     check(status == 0, "the forked child keeps the cwd")
+    # subprocess with cwd= in the mount: the child's chdir (after vfork, in our memory) must not move ours;
+    # an exec'd program cannot start inside the mount (the cwd is the shim's, lost at exec)
+    try:
+        subprocess.run(["/bin/true"], cwd=M + "/sub")
+    except OSError:
+        pass
+    check(os.getcwd() == M + "/sub/dir", "subprocess cwd= moved the parent's cwd: " + os.getcwd())
     os.chdir(home)
     check(os.getcwd() == home, "chdir back out: " + os.getcwd())
     check(open(os.path.basename(__file__) if os.path.exists(os.path.basename(__file__)) else __file__, "rb")

@@ -1,6 +1,6 @@
 // Hooks for the calls that move a file's bytes inside the kernel (sendfile, copy_file_range, splice) and for
 // the fd calls the kernel refuses on a virtual fd because it is O_PATH (lseek, posix_fadvise, readahead,
-// fsync, fdatasync, flock; fcntl's F_GETFL/F_SETFL/locks come here from hooks_open.cpp). A virtual source
+// fsync, fdatasync, flock, lockf, fgetxattr, flistxattr; fcntl's F_GETFL/F_SETFL/locks come here from hooks_open.cpp). A virtual source
 // is read from the cache by Vfs::copy_to in bounded pieces and written to the destination with the real
 // write/pwrite; a virtual destination fails with EBADF (read-only). tee and vmsplice need pipes on both
 // sides, so the kernel already refuses a virtual fd there (EBADF) and they are not hooked.
@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "shim/shim.hpp"
@@ -216,5 +217,17 @@ MF_EXPORT int flock(int fd, int op) {
   if (!ours(v, fd)) return real.flock(fd, op);
   int kind = op & ~LOCK_NB;
   if (kind != LOCK_SH && kind != LOCK_EX && kind != LOCK_UN) return (errno = EINVAL), -1;
+  return 0;
+}
+
+// Extended attributes of a remote file: none (the O_PATH fd would answer EBADF; cp -a and rsync -X ask).
+MF_EXPORT ssize_t fgetxattr(int fd, const char* name, void* value, size_t size) {
+  Vfs* v = active();
+  if (!ours(v, fd)) return real.fgetxattr(fd, name, value, size);
+  return (errno = ENODATA), -1;
+}
+MF_EXPORT ssize_t flistxattr(int fd, char* list, size_t size) {
+  Vfs* v = active();
+  if (!ours(v, fd)) return real.flistxattr(fd, list, size);
   return 0;
 }

@@ -138,6 +138,8 @@ namespace mf::shim {
   X(fdatasync, int, int)                                                             \
   X(flock, int, int, int)                                                            \
   X(lockf, int, int, int, off_t)                                                     \
+  X(fgetxattr, ssize_t, int, const char*, void*, size_t)                             \
+  X(flistxattr, ssize_t, int, char*, size_t)                                         \
   X(chdir, int, const char*)                                                         \
   X(fchdir, int, int)                                                                \
   X(getcwd, char*, char*, size_t)                                                    \

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "slurp.h"
@@ -241,6 +242,10 @@ static void fd_calls(void) {
   CHECK(posix_fadvise(in, 0, 0, 99) == EINVAL, "posix_fadvise bad advice");
   CHECK(readahead(in, 0, 1 << 20) == 0, "readahead");
   CHECK(fsync(in) == 0 && fdatasync(in) == 0, "fsync");
+  char names[64];
+  CHECK(flistxattr(in, names, sizeof names) == 0, "flistxattr: none");
+  errno = 0;
+  CHECK(fgetxattr(in, "user.x", names, sizeof names) == -1 && errno == ENODATA, "fgetxattr: ENODATA");
   close(in);
 }
 

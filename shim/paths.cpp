@@ -72,7 +72,9 @@ const char* stash(const std::string& s, const char* fallback) {
 
 std::optional<std::string> fd_link_target(Vfs* v, const char* path, bool whole_only) {
   if (path == nullptr || !maybe_fd_link(path)) return std::nullopt;
-  auto link = parse_fd_link(path, static_cast<long>(getpid()));
+  // /proc/self, /proc/thread-self and /dev/fd need no pid; only /proc/<digits>/ costs a getpid system call.
+  auto link = parse_fd_link(path, -1);
+  if (!link && path[1] == 'p' && path[6] >= '1' && path[6] <= '9') link = parse_fd_link(path, static_cast<long>(getpid()));
   if (!link || !v->maybe_virtual(link->fd)) return std::nullopt;
   if (whole_only && !link->rest.empty()) return std::nullopt;
   auto target = v->fd_path(link->fd);

@@ -17,6 +17,7 @@ inline int ftruncate(int fd, off_t length) { return static_cast<int>(::syscall(S
 inline off_t lseek(int fd, off_t offset, int whence) {
   return static_cast<off_t>(::syscall(SYS_lseek, fd, offset, whence));
 }
+inline int fchmod(int fd, mode_t mode) { return static_cast<int>(::syscall(SYS_fchmod, fd, mode)); }
 inline int close(int fd) { return static_cast<int>(::syscall(SYS_close, fd)); }
 inline int fcntl(int fd, int cmd, long arg) { return static_cast<int>(::syscall(SYS_fcntl, fd, cmd, arg)); }
 inline int fstat(int fd, struct stat* st) { return static_cast<int>(::syscall(SYS_fstat, fd, st)); }

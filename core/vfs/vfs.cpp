@@ -205,11 +205,14 @@ Result<int> Vfs::open(const MountedPath& p, int flags) {
   if (memfd < 0) return make_error(errno, "memfd_create failed");
   uint64_t size = node->kind == NodeKind::file ? node->info.size : 0;
   if (sys::ftruncate(memfd, static_cast<off_t>(size)) != 0 ||
-      sys::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+      sys::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0 ||
+      sys::fchmod(memfd, 0) != 0) {
     int e = errno;
     sys::close(memfd);
     return make_error(e, "memfd setup failed");
   }
+  // Mode 0: reopening the inode through /proc/PID/fd/N (another process, a raw open syscall: paths the shim
+  // cannot see) fails with EACCES instead of reading holes, except for a process with CAP_DAC_OVERRIDE.
   // The program gets an O_PATH fd to the memfd's inode under the memfd's own number (open() returns the
   // lowest free number, as the kernel would): identity and size for fstat, nothing for the kernel to read.
   int fd = memfd;

@@ -201,6 +201,18 @@ static void refused(void) {
   CHECK(splice(in, NULL, devnull, NULL, 10, 0) == -1 && errno == EINVAL, "splice to a non-pipe: EINVAL");
   close(in2);
   close(real_in);
+  /* Reopening the inode behind the shim's back (a raw open of /proc/self/fd/N, as another process would):
+   * EACCES (mode 0) unless we bypass permissions (root); never silently for an unprivileged process. */
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", in);
+  errno = 0;
+  long ro = syscall(SYS_openat, AT_FDCWD, link, O_RDONLY);
+  if (geteuid() != 0) {
+    CHECK(ro == -1 && errno == EACCES, "raw reopen of %s: %ld (%s), want EACCES", link, ro, strerror(errno));
+  } else {
+    fprintf(stderr, "root: a raw reopen of a virtual fd's inode is not refused (CAP_DAC_OVERRIDE)\n");
+    if (ro >= 0) close((int)ro);
+  }
   int res = uring_read(in, buf, sizeof buf);
   CHECK(res == 1 || res == -EBADF, "io_uring read of a virtual fd: res %d, want -EBADF", res);
   for (size_t i = 0; i < sizeof buf; ++i) CHECK(buf[i] == 0x5a, "something wrote the buffer");

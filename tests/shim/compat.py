@@ -478,6 +478,22 @@ def paths():
     rel_home = os.path.relpath(os.path.join(L, "odd.bin"), M + "/sub/dir")
     with open(rel_home, "rb") as f:
         check(f.read() == data, "relative path out of the mount: " + rel_home)
+    # ... also for calls that create, rename and remove (their real call gets the rewritten absolute path)
+    import tempfile
+    t = tempfile.mkdtemp()
+    rel_a = os.path.relpath(os.path.join(t, "a"), M + "/sub/dir")
+    rel_b = os.path.relpath(os.path.join(t, "b"), M + "/sub/dir")
+    with open(rel_a, "w") as f:
+        f.write("x")
+    check(os.path.isfile(os.path.join(t, "a")), "create by a relative path out of the mount")
+    os.rename(rel_a, rel_b)
+    check(os.listdir(t) == ["b"], "rename by relative paths out of the mount: %s" % os.listdir(t))
+    os.unlink(rel_b)
+    os.mkdir(rel_a)
+    check(os.path.isdir(os.path.join(t, "a")), "mkdir by a relative path out of the mount")
+    os.rmdir(rel_a)
+    check(os.listdir(t) == [], "rmdir by a relative path out of the mount")
+    os.rmdir(t)
     # the cwd is per process: a thread sees it, a forked child keeps it
     seen = []
     t = threading.Thread(target=lambda: seen.append(os.getcwd()))

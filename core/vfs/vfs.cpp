@@ -293,6 +293,8 @@ Result<void> Vfs::fchdir(int fd) {
 }
 
 Result<size_t> Vfs::read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t n) {
+  // Opened with O_PATH by the program: no reads, as the kernel says.
+  if (f.status_flags.load(std::memory_order_relaxed) & O_PATH) return make_error(EBADF, "opened with O_PATH");
   if (f.node.kind == NodeKind::dir) return make_error(EISDIR, "is a directory");
   if (n == 0 || offset >= f.object->size) return size_t{0};
   // Reading into a managed mapping: make it resident first (the cache must not fault on it).
@@ -336,7 +338,8 @@ void Vfs::settle(OpenFile& f, uint64_t start, size_t claimed, size_t used) {
 Result<size_t> Vfs::read(int fd, void* buf, size_t n) {
   auto f = fds_.get(fd);
   if (!f) return make_error(EBADF, "not a virtual fd");
-  if (f->node.kind == NodeKind::dir) return make_error(EISDIR, "is a directory");
+  if (f->node.kind == NodeKind::dir && !(f->status_flags.load(std::memory_order_relaxed) & O_PATH))
+    return make_error(EISDIR, "is a directory");
   auto [pos, take] = claim(*f, n);
   auto got = read_at(*f, pos, static_cast<std::byte*>(buf), take);
   settle(*f, pos, take, got ? *got : 0);
@@ -478,6 +481,7 @@ void Vfs::close_range_fds(unsigned lo, unsigned hi) {
 Result<void*> Vfs::mmap(int fd, void* addr, size_t length, int prot, int flags, off_t offset) {
   auto f = fds_.get(fd);
   if (!f) return make_error(EBADF, "not a virtual fd");
+  if (f->status_flags.load(std::memory_order_relaxed) & O_PATH) return make_error(EBADF, "opened with O_PATH");
   if (f->node.kind == NodeKind::dir) return make_error(ENODEV, "directory");
   if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))  // the fd is read-only, as the kernel says
     return make_error(EACCES, "shared writable mapping of a read-only file");

@@ -287,6 +287,18 @@ TEST_CASE("virtual fds: lseek, status flags, concurrent reads on one description
   CHECK(f.vfs->lseek(*fd, 300000, SEEK_DATA).error().code == ENXIO);
   CHECK(f.vfs->lseek(*fd, 0, 77).error().code == EINVAL);
   CHECK(*f.vfs->get_status_flags(*fd) == (O_RDONLY | O_NONBLOCK | O_LARGEFILE));
+  {  // opened with O_PATH by the program: fstat yes, reads and mmap no (EBADF), as the kernel says
+    auto pfd = f.vfs->open(f.p("/mnt/m/f.bin"), O_PATH);
+    REQUIRE(pfd);
+    CHECK(*f.vfs->get_status_flags(*pfd) == (O_PATH | O_LARGEFILE));
+    CHECK(f.vfs->fstat(*pfd)->st_size == 300000);
+    char b[4];
+    CHECK(f.vfs->read(*pfd, b, 4).error().code == EBADF);
+    CHECK(f.vfs->pread(*pfd, b, 4, 0).error().code == EBADF);
+    CHECK(f.vfs->mmap(*pfd, nullptr, 4096, PROT_READ, MAP_PRIVATE, 0).error().code == EBADF);
+    f.vfs->close_fd(*pfd);
+    ::close(*pfd);
+  }
   REQUIRE(f.vfs->set_status_flags(*fd, O_APPEND | O_RDWR | O_TRUNC));  // only the settable bits change
   CHECK(*f.vfs->get_status_flags(*fd) == (O_RDONLY | O_APPEND | O_LARGEFILE));
   f.vfs->close_fd(*fd);

@@ -3,6 +3,9 @@
 // table (shim/guard.cpp), which both name every hook of shim/hooks.def.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -24,4 +27,5 @@ int __open_2(const char* path, int flags);
 int __open64_2(const char* path, int flags);
 int __openat_2(int dirfd, const char* path, int flags);
 int __openat64_2(int dirfd, const char* path, int flags);
+char* __getcwd_chk(char* buf, size_t size, size_t buflen);
 }

@@ -1,6 +1,6 @@
 // Hooks that create, duplicate and close fds: the open family, creat, fopen, dup*, fcntl(F_DUPFD*),
-// close, close_range. A mounted path opens as a sealed memfd (core/vfs/vfs.hpp); dups copy the fd-table
-// entry so every fd of one description shares the OpenFile, and the offset stays in the kernel.
+// close, close_range. A mounted path opens as an O_PATH fd to a sealed memfd (core/vfs/vfs.hpp); dups copy
+// the fd-table entry so every fd of one description shares the OpenFile, which holds the offset.
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
@@ -39,10 +39,12 @@ ssize_t cookie_read(void* cookie, char* buf, size_t n) {
   return r ? w.ok(static_cast<ssize_t>(*r)) : w.fail<ssize_t>(r.error().code);
 }
 int cookie_seek(void* cookie, off64_t* pos, int whence) {
-  off_t r = ::lseek(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), *pos, whence);  // native on a memfd
-  if (r < 0) return -1;
-  *pos = r;
-  return 0;
+  Vfs* v = g_vfs.load(std::memory_order_acquire);
+  Work w;
+  auto r = v->lseek(static_cast<int>(reinterpret_cast<intptr_t>(cookie)), *pos, whence);  // the OpenFile's offset
+  if (!r) return w.fail(r.error().code);
+  *pos = *r;
+  return w.ok(0);
 }
 int cookie_close(void* cookie) { return ::close(static_cast<int>(reinterpret_cast<intptr_t>(cookie))); }
 
@@ -234,8 +236,11 @@ MF_EXPORT int fcntl(int fd, int cmd, ...) {
   long arg = va_arg(ap, long);
   va_end(ap);
   Vfs* v = active();
-  if (!v || !v->maybe_virtual(fd) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || in_vfork_child())
-    return real.fcntl(fd, cmd, arg);
+  if (!v || !v->maybe_virtual(fd) || in_vfork_child()) return real.fcntl(fd, cmd, arg);
+  bool handled;
+  int done = fcntl_virtual(v, fd, cmd, arg, &handled);  // F_GETFL, F_SETFL, locks: the O_PATH fd refuses them
+  if (handled) return done;
+  if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) return real.fcntl(fd, cmd, arg);
   int r = real.fcntl(fd, F_DUPFD_CLOEXEC, arg);  // close-on-exec kept (see dup2)
   track_dup(fd, r);
   return r;

@@ -9,6 +9,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "shim/shim.hpp"
 
 using mf::shim::real;
@@ -48,6 +50,7 @@ int fstatat_any(int dirfd, const char* path, struct stat* st, int flags) {
     if (!v->maybe_virtual(dirfd)) return real.fstatat(dirfd, path, st, flags);
     return fstat_any(dirfd, st);
   }
+  if ((flags & AT_SYMLINK_NOFOLLOW) && fd_link_target(v, path, true)) return real.fstatat(dirfd, path, st, flags);
   auto p = mounted(v, dirfd, path);
   if (!p) return real.fstatat(dirfd, path, st, flags);
   return stat_path(v, *p, st);
@@ -88,6 +91,13 @@ int faccessat_any(int dirfd, const char* path, int mode, int flags) {
   return access_mounted(v, *p, mode);
 }
 
+// readlink of /proc/self/fd/N for a virtual fd N: its mounted path, truncated to size, no NUL (as the kernel).
+ssize_t readlink_fd_link(const std::string& target, char* buf, size_t size) {
+  size_t n = std::min(target.size(), size);
+  memcpy(buf, target.data(), n);
+  return static_cast<ssize_t>(n);
+}
+
 ssize_t readlink_mounted(Vfs* v, const MountedPath& p) {
   struct stat st;
   if (stat_path(v, p, &st) != 0) return -1;
@@ -117,16 +127,16 @@ char* realpath_any(const char* path, char* resolved) {
 using namespace mf;
 using namespace mf::shim;
 
-#define MF_STAT_PATH_HOOK(name, realcall)                            \
+#define MF_STAT_PATH_HOOK(name, realcall, nofollow)                  \
   MF_EXPORT int name(const char* path, struct stat* st) {            \
     Vfs* v = active();                                               \
-    if (!v) return realcall;                                         \
+    if (!v || (nofollow && fd_link_target(v, path, true))) return realcall; \
     auto p = mounted(v, AT_FDCWD, path);                             \
     if (!p) return realcall;                                         \
     return stat_path(v, *p, st);                                     \
   }
-MF_STAT_PATH_HOOK(stat, real.stat(path, st))
-MF_STAT_PATH_HOOK(lstat, real.lstat(path, st))
+MF_STAT_PATH_HOOK(stat, real.stat(path, st), false)
+MF_STAT_PATH_HOOK(lstat, real.lstat(path, st), true)  // lstat of /proc/self/fd/N: the link itself
 
 // struct stat64 is struct stat on x86-64 (same layout, same syscall).
 static_assert(sizeof(struct stat64) == sizeof(struct stat));
@@ -144,18 +154,18 @@ MF_EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flag
 }
 
 // Pre-2.33 binaries; on x86-64 _STAT_VER is 1 and struct stat is the kernel's, so ver needs no check.
-#define MF_XSTAT_HOOK(name, realname)                                \
+#define MF_XSTAT_HOOK(name, realname, nofollow)                      \
   MF_EXPORT int name(int ver, const char* path, struct stat* st) {   \
     Vfs* v = active();                                               \
-    if (!v) return real.realname(ver, path, st);                     \
+    if (!v || (nofollow && fd_link_target(v, path, true))) return real.realname(ver, path, st); \
     auto p = mounted(v, AT_FDCWD, path);                             \
     if (!p) return real.realname(ver, path, st);                     \
     return stat_path(v, *p, st);                                     \
   }
-MF_XSTAT_HOOK(__xstat, __xstat)
-MF_XSTAT_HOOK(__xstat64, __xstat)
-MF_XSTAT_HOOK(__lxstat, __lxstat)
-MF_XSTAT_HOOK(__lxstat64, __lxstat)
+MF_XSTAT_HOOK(__xstat, __xstat, false)
+MF_XSTAT_HOOK(__xstat64, __xstat, false)
+MF_XSTAT_HOOK(__lxstat, __lxstat, true)
+MF_XSTAT_HOOK(__lxstat64, __lxstat, true)
 MF_EXPORT int __fxstat(int ver, int fd, struct stat* st) {
   Vfs* v = active();
   if (!v || !v->maybe_virtual(fd)) return real.__fxstat(ver, fd, st);
@@ -183,6 +193,7 @@ MF_EXPORT int statx(int dirfd, const char* path, int flags, unsigned mask, struc
     if (!v->maybe_virtual(dirfd)) return real.statx(dirfd, path, flags, mask, sx);
     r = fstat_any(dirfd, &st);
   } else {
+    if ((flags & AT_SYMLINK_NOFOLLOW) && fd_link_target(v, path, true)) return real.statx(dirfd, path, flags, mask, sx);
     auto p = mounted(v, dirfd, path);
     if (!p) return real.statx(dirfd, path, flags, mask, sx);
     r = stat_path(v, *p, &st);
@@ -207,6 +218,7 @@ MF_EXPORT int eaccess(const char* path, int mode) { return euidaccess(path, mode
 MF_EXPORT ssize_t readlink(const char* path, char* buf, size_t size) {
   Vfs* v = active();
   if (!v) return real.readlink(path, buf, size);
+  if (auto t = fd_link_target(v, path, true)) return readlink_fd_link(*t, buf, size);
   auto p = mounted(v, AT_FDCWD, path);
   if (!p) return real.readlink(path, buf, size);
   return readlink_mounted(v, *p);
@@ -214,6 +226,7 @@ MF_EXPORT ssize_t readlink(const char* path, char* buf, size_t size) {
 MF_EXPORT ssize_t readlinkat(int dirfd, const char* path, char* buf, size_t size) {
   Vfs* v = active();
   if (!v) return real.readlinkat(dirfd, path, buf, size);
+  if (auto t = fd_link_target(v, path, true)) return readlink_fd_link(*t, buf, size);
   auto p = mounted(v, dirfd, path);
   if (!p) return real.readlinkat(dirfd, path, buf, size);
   return readlink_mounted(v, *p);

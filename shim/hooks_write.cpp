@@ -30,7 +30,7 @@ namespace {
 enum class Lookup { none, must_exist, must_be_new };
 
 // True (errno set) when (dirfd, path) names something under a mount: EROFS, or the lookup's answer first.
-bool refused(int dirfd, const char* path, Lookup lookup = Lookup::none) {
+bool refused(int dirfd, const char*& path, Lookup lookup = Lookup::none) {
   Vfs* v = active();
   if (!v) return false;
   auto mp = mounted(v, dirfd, path);
@@ -47,7 +47,7 @@ bool refused(int dirfd, const char* path, Lookup lookup = Lookup::none) {
 }
 
 // Two paths: EROFS when both are under a mount, EXDEV when one is.
-bool refused2(int dirfd1, const char* path1, int dirfd2, const char* path2) {
+bool refused2(int dirfd1, const char*& path1, int dirfd2, const char*& path2) {
   Vfs* v = active();
   if (!v) return false;
   bool a = mounted(v, dirfd1, path1).has_value();

@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -126,7 +128,23 @@ namespace mf::shim {
   X(fsetxattr, int, int, const char*, const void*, size_t, int)                      \
   X(removexattr, int, const char*, const char*)                                      \
   X(lremovexattr, int, const char*, const char*)                                     \
-  X(fremovexattr, int, int, const char*)
+  X(fremovexattr, int, int, const char*)                                             \
+  X(sendfile, ssize_t, int, int, off_t*, size_t)                                     \
+  X(copy_file_range, ssize_t, int, loff_t*, int, loff_t*, size_t, unsigned)          \
+  X(splice, ssize_t, int, loff_t*, int, loff_t*, size_t, unsigned)                   \
+  X(lseek, off_t, int, off_t, int)                                                   \
+  X(posix_fadvise, int, int, off_t, off_t, int)                                      \
+  X(readahead, ssize_t, int, off64_t, size_t)                                        \
+  X(fsync, int, int)                                                                 \
+  X(fdatasync, int, int)                                                             \
+  X(flock, int, int, int)                                                            \
+  X(lockf, int, int, int, off_t)                                                     \
+  X(fgetxattr, ssize_t, int, const char*, void*, size_t)                             \
+  X(flistxattr, ssize_t, int, char*, size_t)                                         \
+  X(chdir, int, const char*)                                                         \
+  X(fchdir, int, int)                                                                \
+  X(getcwd, char*, char*, size_t)                                                    \
+  X(get_current_dir_name, char*)
 
 struct Real {
 #define MF_REAL_FIELD(name, ret, ...) ret (*name)(__VA_ARGS__);
@@ -179,7 +197,13 @@ class Work {
 
 // The mounted path named by (dirfd, path), or nothing. Cheap for absolute paths outside every mount; a
 // relative path costs a getcwd system call (only when it could reach a mount: see shim/paths.cpp).
-std::optional<MountedPath> mounted(Vfs* v, int dirfd, const char* path);
+// /proc/self/fd/N (and /dev/fd/N, /proc/PID/fd/N) of a virtual fd N resolve to its mounted path. While a
+// virtual cwd is set, a relative path that leads outside the mount is rewritten in place to its absolute
+// path (a per-thread buffer), so the hook's real call must use `path` after this call.
+std::optional<MountedPath> mounted(Vfs* v, int dirfd, const char*& path);
+// For a path that is exactly /proc/self/fd/N (whole_only) or starts with it, N a virtual fd: the mounted
+// path it stands for (readlink shows it; lstat of the link itself is the kernel's).
+std::optional<std::string> fd_link_target(Vfs* v, const char* path, bool whole_only);
 
 // Before the kernel touches [p, p+n) on the program's behalf: if it lies in a managed mapping, fill it
 // (a missing page there makes the syscall fail with EFAULT under UFFD_USER_MODE_ONLY). False + errno on error.
@@ -195,6 +219,10 @@ inline bool prepare_kernel_access(Vfs* v, const void* p, size_t n) {
 // True when fd is one of our virtual fds (a remote file opened read-only): calls that would write to it or
 // change its metadata fail as on a read-only file system (hooks_io.cpp, hooks_write.cpp).
 bool virtual_fd(Vfs* v, int fd);
+
+// fcntl on a virtual fd for the commands an O_PATH fd refuses (F_GETFL, F_SETFL, record locks):
+// *handled says whether it was one (hooks_bytes.cpp; called from the fcntl hook).
+int fcntl_virtual(Vfs* v, int fd, int cmd, long arg, bool* handled);
 
 // Shared by the stat-family hooks (hooks_stat.cpp).
 int stat_path(Vfs* v, const MountedPath& p, struct stat* st);

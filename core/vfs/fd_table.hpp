@@ -1,8 +1,8 @@
 // FdTable: which kernel fds are virtual, and the open file description each refers to.
 //
-// A virtual fd is a real kernel fd (a memfd), so dup/dup2/fcntl(F_DUPFD) and the file offset work natively;
-// the table maps each fd number to the shared OpenFile (one per open(), shared by its dups, as the kernel
-// shares a description). Every read/write/mmap hook asks marked(fd) first: one relaxed atomic load from a
+// A virtual fd is a real kernel fd (an O_PATH fd to a sealed memfd: see vfs.hpp), so dup/dup2/fcntl(F_DUPFD)
+// and close work natively; the table maps each fd number to the shared OpenFile (one per open(), shared by
+// its dups, as the kernel shares a description), which holds the file offset and status flags. Every read/write/mmap hook asks marked(fd) first: one relaxed atomic load from a
 // bitmap for fds below 65536 (8 KiB), so a non-model fd costs one load. A mark is only a hint: get()
 // checks that the fd still refers to the memfd's inode (st_dev, st_ino) and forgets stale entries, so an
 // fd closed behind our back (fclose of an fdopen'ed FILE uses glibc's internal close, raw syscalls) and
@@ -34,7 +34,11 @@ struct FileCounters {
   std::atomic<int64_t> first_byte_ns{-1};
 };
 
-// One open() of a mounted path: what every dup of the fd shares. The offset lives in the kernel (memfd).
+// One open() of a mounted path: what every dup of the fd shares, as a kernel open file description: the
+// offset and the status flags live here (the kernel's fd is O_PATH and has neither). The offset moves by
+// compare-and-swap: a read claims [pos, pos+n) before copying (clamped to the size), so concurrent read()s
+// on one description get consecutive, disjoint ranges, as the kernel's f_pos_lock gives a real file, and
+// no lock is held while the bytes are fetched.
 struct OpenFile {
   std::string path;                               // normalised local path
   Node node;
@@ -42,6 +46,10 @@ struct OpenFile {
   std::shared_ptr<FileCounters> counters;         // files only
   dev_t memfd_dev = 0;
   ino_t memfd_ino = 0;
+  std::atomic<uint64_t> pos{0};
+  // What fcntl(F_GETFL) reports: O_LARGEFILE and the open flags a real description keeps (O_NONBLOCK,
+  // O_NOFOLLOW, O_DIRECTORY, ...), with F_SETFL's changes. O_RDONLY (0) for the access mode.
+  std::atomic<int> status_flags{0};
 };
 
 class FdTable {

@@ -51,6 +51,43 @@ bool needs_normalising(std::string_view path) {
   return !path.empty() && path.size() > 1 && path.back() == '/';
 }
 
+namespace {
+bool eat(std::string_view& s, std::string_view prefix) {
+  if (!s.starts_with(prefix)) return false;
+  s.remove_prefix(prefix.size());
+  return true;
+}
+bool eat_number(std::string_view& s, long* out) {
+  size_t i = 0;
+  long n = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i < 10) n = n * 10 + (s[i++] - '0');
+  if (i == 0 || (i < s.size() && s[i] != '/') || (i > 1 && s[0] == '0')) return false;
+  s.remove_prefix(i);
+  *out = n;
+  return true;
+}
+}  // namespace
+
+std::optional<FdLink> parse_fd_link(std::string_view path, long self_pid) {
+  std::string_view s = path;
+  while (s.starts_with("//")) s.remove_prefix(1);
+  if (eat(s, "/proc/")) {
+    long pid = 0;
+    if (!eat(s, "self/") && !eat(s, "thread-self/")) {
+      if (!eat_number(s, &pid) || pid != self_pid || !eat(s, "/")) return std::nullopt;
+    }
+    long tid = 0;  // /proc/PID/task/TID/fd/N: only this process's threads are listed there
+    if (eat(s, "task/") && (!eat_number(s, &tid) || !eat(s, "/"))) return std::nullopt;
+    if (!eat(s, "fd/")) return std::nullopt;
+  } else if (!eat(s, "/dev/fd/")) {
+    return std::nullopt;
+  }
+  long fd = 0;
+  if (!eat_number(s, &fd) || fd > 0x7fffffff) return std::nullopt;
+  while (s.starts_with("/")) s.remove_prefix(1);
+  return FdLink{static_cast<int>(fd), s};
+}
+
 Result<MountRemote> split_remote(std::string_view url) {
   size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return make_error(EINVAL, "no scheme");

@@ -23,6 +23,15 @@ std::optional<std::string_view> path_below(std::string_view path, std::string_vi
 // True when a path needs normalising before a prefix comparison means anything ("//", "/.", "/..").
 bool needs_normalising(std::string_view path);
 
+// A path through this process's fd links: /proc/self/fd/N, /proc/thread-self/fd/N, /proc/PID/fd/N with PID
+// this process (self_pid), /proc/{self,PID}/task/TID/fd/N, /dev/fd/N; rest is what follows N ("" or "sub/file" below a directory fd).
+// Anything else (another process, /proc/self/fdinfo, a malformed N): nothing. Pure, no system call.
+struct FdLink {
+  int fd = -1;
+  std::string_view rest;
+};
+std::optional<FdLink> parse_fd_link(std::string_view path, long self_pid);
+
 // s3://bucket/pre/fix  -> store "s3://bucket",       prefix "pre/fix/"
 // https://host/a/b     -> store "https://host",      prefix "a/b/"
 // The store URL names one ObjectStore; keys in it are prefix + the path below the mount.

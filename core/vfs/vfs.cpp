@@ -6,7 +6,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <new>
+#include <tuple>
 
 #include "core/util/log.hpp"
 #include "core/vfs/path.hpp"
@@ -197,17 +201,44 @@ Result<int> Vfs::open(const MountedPath& p, int flags) {
   // The memfd name shows in /proc/self/fd and /proc/self/maps ("/memfd:modelfetch:NAME (deleted)").
   std::string name = "modelfetch:" + p.path.substr(p.path.rfind('/') + 1);
   if (name.size() > 249) name.resize(249);
-  int fd = sys::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return make_error(errno, "memfd_create failed");
+  int memfd = sys::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memfd < 0) return make_error(errno, "memfd_create failed");
   uint64_t size = node->kind == NodeKind::file ? node->info.size : 0;
-  struct stat st;
-  if (sys::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
-      sys::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0 ||
-      sys::fstat(fd, &st) != 0) {
+  if (sys::ftruncate(memfd, static_cast<off_t>(size)) != 0 ||
+      sys::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0 ||
+      sys::fchmod(memfd, 0) != 0) {
     int e = errno;
-    sys::close(fd);
+    sys::close(memfd);
     return make_error(e, "memfd setup failed");
   }
+  // Mode 0: reopening the inode through /proc/PID/fd/N (another process, a raw open syscall: paths the shim
+  // cannot see) fails with EACCES instead of reading holes, except for a process with CAP_DAC_OVERRIDE.
+  // The program gets an O_PATH fd to the memfd's inode under the memfd's own number (open() returns the
+  // lowest free number, as the kernel would): identity and size for fstat, nothing for the kernel to read.
+  int fd = memfd;
+  {
+    char proc[40];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", memfd);
+    int opath = sys::openat(AT_FDCWD, proc, O_PATH | O_CLOEXEC);
+    if (opath < 0) opath = sys::open_tree_empty(memfd);  // no /proc mounted
+    if (opath < 0 || sys::dup3(opath, memfd, O_CLOEXEC) < 0) {
+      int e = errno;
+      if (opath >= 0) sys::close(opath);
+      sys::close(memfd);
+      MF_WARN("cannot open %s: no O_PATH fd for its memfd (%s)", p.path.c_str(), strerror(e));
+      return make_error(e, "O_PATH reopen failed");
+    }
+    sys::close(opath);
+  }
+  struct stat st;
+  if (sys::fstat(fd, &st) != 0) {
+    int e = errno;
+    sys::close(fd);
+    return make_error(e, "fstat failed");
+  }
+  // What F_GETFL reports for a real description: the open flags it keeps, always O_LARGEFILE on 64 bits.
+  (*file)->status_flags.store((flags & ~(O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE,
+                              std::memory_order_relaxed);
   (*file)->memfd_dev = st.st_dev;
   (*file)->memfd_ino = st.st_ino;
   if ((*file)->object) prefetcher_->on_open((*file)->object);
@@ -221,7 +252,49 @@ std::optional<std::string> Vfs::dir_path(int fd) {
   return f->path;
 }
 
+std::optional<std::string> Vfs::fd_path(int fd) {
+  auto f = fds_.get(fd);
+  if (!f) return std::nullopt;
+  return f->path;
+}
+
+std::optional<std::string> Vfs::cwd() const {
+  if (!has_cwd()) return std::nullopt;
+  std::lock_guard lock(cwd_mu_);
+  return cwd_;
+}
+
+void Vfs::clear_cwd() {
+  if (!has_cwd()) return;
+  std::lock_guard lock(cwd_mu_);
+  cwd_.reset();
+  has_cwd_.store(false, std::memory_order_relaxed);
+}
+
+Result<void> Vfs::chdir(const MountedPath& p) {
+  ensure_engine();
+  auto node = tree_.lookup(key_bases_[p.mount], p.rel());
+  if (!node) return node.error();
+  if (node->kind != NodeKind::dir) return make_error(ENOTDIR, "not a directory");
+  std::lock_guard lock(cwd_mu_);
+  cwd_ = p.path;
+  has_cwd_.store(true, std::memory_order_relaxed);
+  return {};
+}
+
+Result<void> Vfs::fchdir(int fd) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  if (f->node.kind != NodeKind::dir) return make_error(ENOTDIR, "not a directory");
+  std::lock_guard lock(cwd_mu_);
+  cwd_ = f->path;
+  has_cwd_.store(true, std::memory_order_relaxed);
+  return {};
+}
+
 Result<size_t> Vfs::read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t n) {
+  // Opened with O_PATH by the program: no reads, as the kernel says.
+  if (f.status_flags.load(std::memory_order_relaxed) & O_PATH) return make_error(EBADF, "opened with O_PATH");
   if (f.node.kind == NodeKind::dir) return make_error(EISDIR, "is a directory");
   if (n == 0 || offset >= f.object->size) return size_t{0};
   // Reading into a managed mapping: make it resident first (the cache must not fault on it).
@@ -247,17 +320,29 @@ Result<size_t> Vfs::pread(int fd, void* buf, size_t n, uint64_t offset) {
   return read_at(*f, offset, static_cast<std::byte*>(buf), n);
 }
 
-// The kernel keeps the offset: concurrent read() calls on one description are not atomic with respect to
-// each other here (the kernel serialises them for real files); programs that share an fd across threads
-// use pread, which is.
+std::pair<uint64_t, size_t> Vfs::claim(OpenFile& f, size_t n) {
+  uint64_t size = f.object ? f.object->size : 0;
+  uint64_t pos = f.pos.load(std::memory_order_relaxed);
+  for (;;) {
+    size_t take = pos >= size ? 0 : static_cast<size_t>(std::min<uint64_t>(n, size - pos));
+    if (take == 0 || f.pos.compare_exchange_weak(pos, pos + take, std::memory_order_acq_rel)) return {pos, take};
+  }
+}
+
+void Vfs::settle(OpenFile& f, uint64_t start, size_t claimed, size_t used) {
+  if (used >= claimed) return;
+  uint64_t expected = start + claimed;  // unless another read or lseek moved it meanwhile
+  f.pos.compare_exchange_strong(expected, start + used, std::memory_order_acq_rel);
+}
+
 Result<size_t> Vfs::read(int fd, void* buf, size_t n) {
   auto f = fds_.get(fd);
   if (!f) return make_error(EBADF, "not a virtual fd");
-  off_t pos = sys::lseek(fd, 0, SEEK_CUR);
-  if (pos < 0) return make_error(errno, "lseek failed");
-  auto got = read_at(*f, static_cast<uint64_t>(pos), static_cast<std::byte*>(buf), n);
-  if (got && *got > 0 && sys::lseek(fd, pos + static_cast<off_t>(*got), SEEK_SET) < 0)
-    return make_error(errno, "lseek failed");
+  if (f->node.kind == NodeKind::dir && !(f->status_flags.load(std::memory_order_relaxed) & O_PATH))
+    return make_error(EISDIR, "is a directory");
+  auto [pos, take] = claim(*f, n);
+  auto got = read_at(*f, pos, static_cast<std::byte*>(buf), take);
+  settle(*f, pos, take, got ? *got : 0);
   return got;
 }
 
@@ -265,21 +350,114 @@ Result<size_t> Vfs::preadv(int fd, const struct iovec* iov, int iovcnt, int64_t 
   auto f = fds_.get(fd);
   if (!f) return make_error(EBADF, "not a virtual fd");
   if (iovcnt < 0) return make_error(EINVAL, "negative iovcnt");
-  off_t pos = offset >= 0 ? static_cast<off_t>(offset) : sys::lseek(fd, 0, SEEK_CUR);
-  if (pos < 0) return make_error(errno, "lseek failed");
+  if (f->node.kind == NodeKind::dir) return make_error(EISDIR, "is a directory");
+  uint64_t pos = static_cast<uint64_t>(offset);
+  size_t claimed = 0;
+  if (offset < 0) {
+    size_t want = 0;
+    for (int i = 0; i < iovcnt; ++i) want += iov[i].iov_len;
+    std::tie(pos, claimed) = claim(*f, want);
+  }
   size_t total = 0;
   for (int i = 0; i < iovcnt; ++i) {
-    auto got = read_at(*f, static_cast<uint64_t>(pos) + total, static_cast<std::byte*>(iov[i].iov_base),
-                       iov[i].iov_len);
+    size_t len = iov[i].iov_len;
+    if (offset < 0) len = std::min(len, claimed - total);
+    auto got = read_at(*f, pos + total, static_cast<std::byte*>(iov[i].iov_base), len);
     if (!got) {
       if (total > 0) break;  // a short read, as the kernel reports a partial vector
+      if (offset < 0) settle(*f, pos, claimed, 0);
       return got.error();
     }
     total += *got;
     if (*got < iov[i].iov_len) break;
   }
-  if (offset < 0 && total > 0 && sys::lseek(fd, pos + static_cast<off_t>(total), SEEK_SET) < 0)
-    return make_error(errno, "lseek failed");
+  if (offset < 0) settle(*f, pos, claimed, total);
+  return total;
+}
+
+Result<int64_t> Vfs::lseek(int fd, int64_t offset, int whence) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  const int64_t size = f->object ? static_cast<int64_t>(f->object->size) : 0;
+  uint64_t cur = f->pos.load(std::memory_order_relaxed);
+  for (;;) {
+    int64_t to = 0;
+    switch (whence) {
+      case SEEK_SET: to = offset; break;
+      case SEEK_CUR:
+        if (__builtin_add_overflow(static_cast<int64_t>(cur), offset, &to)) return make_error(EINVAL, "overflow");
+        break;
+      case SEEK_END:
+        if (__builtin_add_overflow(size, offset, &to)) return make_error(EINVAL, "overflow");
+        break;
+      case SEEK_DATA:  // no holes: data everywhere before the end
+        if (offset < 0 || offset >= size) return make_error(ENXIO, "past the end");
+        to = offset;
+        break;
+      case SEEK_HOLE:  // the only hole is the end
+        if (offset < 0 || offset >= size) return make_error(ENXIO, "past the end");
+        to = size;
+        break;
+      default: return make_error(EINVAL, "bad whence");
+    }
+    if (to < 0) return make_error(EINVAL, "negative offset");
+    if (f->pos.compare_exchange_weak(cur, static_cast<uint64_t>(to), std::memory_order_acq_rel)) return to;
+  }
+}
+
+Result<int> Vfs::get_status_flags(int fd) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  return f->status_flags.load(std::memory_order_relaxed);
+}
+
+Result<void> Vfs::set_status_flags(int fd, int flags) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  constexpr int kSettable = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK;  // the kernel's SETFL_MASK
+  int old = f->status_flags.load(std::memory_order_relaxed);
+  while (!f->status_flags.compare_exchange_weak(old, (old & ~kSettable) | (flags & kSettable))) {
+  }
+  return {};
+}
+
+Result<size_t> Vfs::copy_to(int fd, int64_t* offset, size_t count, const Sink& sink) {
+  auto f = fds_.get(fd);
+  if (!f) return make_error(EBADF, "not a virtual fd");
+  if (f->node.kind == NodeKind::dir) return make_error(EINVAL, "is a directory");  // as sendfile says
+  if (offset && *offset < 0) return make_error(EINVAL, "negative offset");
+  constexpr size_t kMaxRwCount = 0x7ffff000;  // the kernel's MAX_RW_COUNT
+  count = std::min(count, kMaxRwCount);
+  if (count == 0) return size_t{0};
+  std::unique_ptr<std::byte[]> buf(new (std::nothrow) std::byte[std::min(count, kCopyPiece)]);
+  if (!buf) return make_error(ENOMEM, "no buffer");
+  size_t total = 0;
+  std::optional<Error> failed;
+  while (total < count) {
+    size_t want = std::min(kCopyPiece, count - total);
+    uint64_t pos;
+    size_t claimed = 0;
+    if (offset) {
+      pos = static_cast<uint64_t>(*offset) + total;
+    } else {
+      std::tie(pos, claimed) = claim(*f, want);
+      want = claimed;
+    }
+    auto got = read_at(*f, pos, buf.get(), want);
+    if (!got || *got == 0) {
+      if (!offset) settle(*f, pos, claimed, 0);
+      if (!got) failed = got.error();
+      break;
+    }
+    auto took = sink(buf.get(), *got);
+    size_t used = took ? std::min(*took, *got) : 0;
+    if (!offset) settle(*f, pos, claimed, used);
+    total += used;
+    if (!took) failed = took.error();
+    if (!took || used < *got) break;
+  }
+  if (offset) *offset += static_cast<int64_t>(total);
+  if (total == 0 && failed) return *failed;
   return total;
 }
 
@@ -303,6 +481,7 @@ void Vfs::close_range_fds(unsigned lo, unsigned hi) {
 Result<void*> Vfs::mmap(int fd, void* addr, size_t length, int prot, int flags, off_t offset) {
   auto f = fds_.get(fd);
   if (!f) return make_error(EBADF, "not a virtual fd");
+  if (f->status_flags.load(std::memory_order_relaxed) & O_PATH) return make_error(EBADF, "opened with O_PATH");
   if (f->node.kind == NodeKind::dir) return make_error(ENODEV, "directory");
   if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE))  // the fd is read-only, as the kernel says
     return make_error(EACCES, "shared writable mapping of a read-only file");

@@ -9,10 +9,14 @@
 // process and most of them never touch the mount.
 //
 // Virtual fds: open() of a mounted file creates a memfd (MFD_CLOEXEC, see DESIGN.md), ftruncates it to the
-// object size (sparse: no memory) and seals it against writes and resizing, so fstat, raw statx and
-// lseek(SEEK_END) see a regular file of the right size and the kernel keeps the offset (shared across dup
-// exactly as for a real file). read() takes the offset from the memfd, copies from the ChunkCache and moves
-// the offset with lseek. A directory open gets an empty memfd and a directory OpenFile.
+// object size (sparse: no memory), seals it against writes and resizing, then puts an O_PATH fd to the same
+// inode in its place (same fd number) and drops the memfd. fstat and raw statx of that fd see a regular file
+// of the right size and a stable identity (FdTable::get checks it), dup/fcntl(F_DUPFD)/close work natively,
+// and every read the shim cannot intercept (raw syscall(SYS_read), io_uring, sendfile from a program that
+// bypasses libc) fails with EBADF instead of returning the memfd's holes. The offset and status flags live
+// in the OpenFile (fd_table.hpp): read() claims its range there and copies from the ChunkCache; lseek,
+// fcntl(F_GETFL/F_SETFL) and the byte-moving calls (sendfile, copy_file_range, splice: copy_to) go through
+// here too. A directory open gets an empty memfd (likewise behind O_PATH) and a directory OpenFile.
 #pragma once
 
 #include <sys/stat.h>
@@ -21,6 +25,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -76,6 +81,19 @@ class Vfs {
   // The path of a directory fd (for openat/fstatat relative to it); nothing when fd is not a virtual dir.
   std::optional<std::string> dir_path(int fd);
 
+  // The virtual working directory: a mounted directory the program chdir()ed into (the kernel's cwd stays
+  // where it was; relative paths resolve against this one while it is set). Per process: a forked child
+  // keeps it, exec loses it. has_cwd() is one relaxed load for the hooks' fast path.
+  bool has_cwd() const { return has_cwd_.load(std::memory_order_relaxed); }
+  std::optional<std::string> cwd() const;
+  // chdir into a mounted path: ENOENT/ENOTDIR as the kernel says; on success it becomes the cwd.
+  Result<void> chdir(const MountedPath& p);
+  // fchdir to a virtual fd (ENOTDIR for a file).
+  Result<void> fchdir(int fd);
+  void clear_cwd();
+  // The mounted path of a virtual fd (file or directory), for /proc/self/fd/N; nothing for any other fd.
+  std::optional<std::string> fd_path(int fd);
+
   // fds
   bool maybe_virtual(int fd) const { return fds_.marked(fd); }
   std::shared_ptr<OpenFile> file(int fd) { return fds_.get(fd); }
@@ -84,6 +102,24 @@ class Vfs {
   // offset < 0: at and advancing the fd's offset (readv), else at offset (preadv).
   Result<size_t> preadv(int fd, const struct iovec* iov, int iovcnt, int64_t offset);
   Result<struct stat> fstat(int fd);
+  // lseek on a virtual fd: SEEK_SET/CUR/END, SEEK_DATA/SEEK_HOLE as on a file without holes; EINVAL when the
+  // result would be negative or overflow, ENXIO for SEEK_DATA/HOLE at or past the end.
+  Result<int64_t> lseek(int fd, int64_t offset, int whence);
+  // fcntl(F_GETFL) / fcntl(F_SETFL) of a virtual fd (read-only: F_SETFL changes only the status flags a
+  // regular file accepts: O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME, O_NONBLOCK).
+  Result<int> get_status_flags(int fd);
+  Result<void> set_status_flags(int fd, int flags);
+
+  // The byte-moving calls (sendfile, copy_file_range, splice) from a virtual fd: reads up to count bytes
+  // from the cache in pieces of at most kCopyPiece and hands each to sink, which writes it to the
+  // destination and returns how many bytes it took (fewer: the destination is full, the copy stops there).
+  // offset != nullptr: read at *offset, advance *offset, leave the fd's offset alone; else read at and
+  // advance the fd's offset. Returns the bytes the sink took (0 at end of file); an error only when nothing
+  // was moved (as the kernel reports a partial transfer). count is capped at MAX_RW_COUNT as the kernel does.
+  using Sink = std::function<Result<size_t>(const std::byte* data, size_t n)>;
+  static constexpr size_t kCopyPiece = size_t{1} << 20;
+  Result<size_t> copy_to(int fd, int64_t* offset, size_t count, const Sink& sink);
+
   void dup_fd(int oldfd, int newfd);
   void close_fd(int fd) { (void)fds_.take(fd); }
   void close_range_fds(unsigned lo, unsigned hi);
@@ -108,6 +144,10 @@ class Vfs {
   std::shared_ptr<const RemoteObject> object_for(const std::string& path, const Node& node);
   struct stat stat_of(const std::string& path, const Node& node) const;
   Result<size_t> read_at(OpenFile& f, uint64_t offset, std::byte* dst, size_t n);
+  // Claims up to n bytes at the fd offset (clamped to the file size) and returns where they start; settle()
+  // gives back what was claimed and not used, unless the offset moved meanwhile.
+  static std::pair<uint64_t, size_t> claim(OpenFile& f, size_t n);
+  static void settle(OpenFile& f, uint64_t start, size_t claimed, size_t used);
   std::shared_ptr<const RemoteObject> resolve_object(const std::string& abs_path);
   void note_first_byte(FileCounters& c) const;
   int64_t since_start_ns() const;
@@ -125,6 +165,11 @@ class Vfs {
   std::unique_ptr<Prefetcher> prefetcher_;  // destroyed after mm_ (whose fault thread calls it)
   std::unique_ptr<MappingManager> mm_;
   std::atomic<MappingManager*> mm_ptr_{nullptr};
+
+  // Leaf lock: held only to copy or replace cwd_ (never across a call).
+  mutable std::mutex cwd_mu_;
+  std::optional<std::string> cwd_;
+  std::atomic<bool> has_cwd_{false};
 
   mutable std::mutex objects_mu_;
   std::map<std::string, std::shared_ptr<const RemoteObject>, std::less<>> objects_;  // by local path

@@ -2,7 +2,8 @@
 """Compatibility checks run under LD_PRELOAD (through harness.py): every operation on the mount must give
 what the same operation gives on the local copy (MF_LOCAL_DIR), byte for byte.
 
-usage: compat.py GROUP   (basic | dirs | mmap | safetensors | numpy | torch | threads | fork | forkexec | errors)
+usage: compat.py GROUP   (basic | dirs | mmap | safetensors | numpy | torch | threads | fork | forkexec | errors |
+                         bytes | paths)
 """
 import errno
 import json
@@ -335,7 +336,202 @@ def remove_c(path):
         raise OSError(ctypes.get_errno(), "remove")
 
 
-GROUPS = {"basic": basic, "dirs": dirs, "mmap": mmaps, "safetensors": safetensors, "numpy": numpy_group,
+def bytes_group():
+    """The byte-moving calls from Python: os.sendfile (with and without an offset), os.copy_file_range,
+    os.splice through a pipe, shutil.copyfile/copyfileobj: the object's bytes, never zeros."""
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp()
+    out = os.path.join(tmp, "out")
+    for name in FILES:
+        data = local(name)
+        p = os.path.join(M, name)
+        shutil.copyfile(p, out)
+        check(open(out, "rb").read() == data, "shutil.copyfile of " + name)
+        with open(p, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        check(open(out, "rb").read() == data, "shutil.copyfileobj of " + name)
+        fd = os.open(p, os.O_RDONLY)
+        # os.sendfile at an offset: the fd offset stays
+        with open(out, "wb") as dst:
+            off = 0
+            while True:
+                n = os.sendfile(dst.fileno(), fd, off, 100003)
+                if n == 0:
+                    break
+                off += n
+        check(open(out, "rb").read() == data, "os.sendfile(offset) of " + name)
+        check(os.lseek(fd, 0, os.SEEK_CUR) == 0, "os.sendfile(offset) moved the fd offset")
+        # at the fd offset (offset None)
+        with open(out, "wb") as dst:
+            while os.sendfile(dst.fileno(), fd, None, 1 << 20) > 0:
+                pass
+        check(open(out, "rb").read() == data, "os.sendfile(None) of " + name)
+        check(os.lseek(fd, 0, os.SEEK_CUR) == len(data), "os.sendfile(None) offset")
+        # copy_file_range
+        os.lseek(fd, 0, os.SEEK_SET)
+        with open(out, "wb") as dst:
+            while os.copy_file_range(fd, dst.fileno(), 65536) > 0:
+                pass
+        check(open(out, "rb").read() == data, "os.copy_file_range of " + name)
+        with open(out, "wb") as dst:
+            off = 0
+            while True:
+                n = os.copy_file_range(fd, dst.fileno(), 1 << 20, off, off)
+                if n == 0:
+                    break
+                off += n
+        check(open(out, "rb").read() == data, "os.copy_file_range(offsets) of " + name)
+        # splice through a pipe
+        r, w = os.pipe()
+        os.lseek(fd, 0, os.SEEK_SET)
+        got = bytearray()
+        while True:
+            n = os.splice(fd, w, 1 << 20)
+            if n == 0:
+                break
+            while n > 0:
+                piece = os.read(r, n)
+                got += piece
+                n -= len(piece)
+        os.close(r)
+        os.close(w)
+        check(bytes(got) == data, "os.splice of " + name)
+        os.close(fd)
+    # a virtual fd is read-only: as a destination, EBADF
+    fd = os.open(os.path.join(M, "odd.bin"), os.O_RDONLY)
+    src = os.open(os.path.join(L, "odd.bin"), os.O_RDONLY)
+    for what, call in [("sendfile", lambda: os.sendfile(fd, src, 0, 10)),
+                       ("copy_file_range", lambda: os.copy_file_range(src, fd, 10))]:
+        try:
+            call()
+            check(False, what + " to a virtual fd should fail")
+        except OSError as e:
+            check(e.errno == errno.EBADF, "%s to a virtual fd: errno %d" % (what, e.errno))
+    os.close(src)
+    os.close(fd)
+    shutil.rmtree(tmp)
+
+
+def paths():
+    """Paths that lead into the mount indirectly: /proc/self/fd/N and /dev/fd/N of a virtual fd, chdir into
+    the mount and relative paths, openat/stat/scandir relative to a mount directory fd, os.fwalk."""
+    import fcntl
+    import shutil
+    data = local("odd.bin")
+    p = os.path.join(M, "odd.bin")
+    fd = os.open(p, os.O_RDONLY)
+    for link in ["/proc/self/fd/%d" % fd, "/proc/%d/fd/%d" % (os.getpid(), fd), "/dev/fd/%d" % fd,
+                 "/proc/thread-self/fd/%d" % fd]:
+        with open(link, "rb") as f:
+            check(f.read() == data, "reopen " + link)
+        check(os.stat(link).st_size == len(data), "stat " + link)
+        check(os.stat(link).st_ino == os.stat(p).st_ino, "stat identity " + link)
+        check(os.path.realpath(link) == p, "realpath %s: %s" % (link, os.path.realpath(link)))
+    check(os.readlink("/proc/self/fd/%d" % fd) == p, "readlink: %s" % os.readlink("/proc/self/fd/%d" % fd))
+    check(os.path.islink("/proc/self/fd/%d" % fd), "lstat of the link is the link")
+    shutil.copyfile("/proc/self/fd/%d" % fd, "/tmp/mf-paths-copy-%d" % os.getpid())
+    check(open("/tmp/mf-paths-copy-%d" % os.getpid(), "rb").read() == data, "copy via /proc/self/fd")
+    os.unlink("/tmp/mf-paths-copy-%d" % os.getpid())
+    os.close(fd)
+    # a directory fd's link, and a file below it
+    dfd = os.open(M + "/sub", os.O_RDONLY | os.O_DIRECTORY)
+    with open("/proc/self/fd/%d/top.bin" % dfd, "rb") as f:
+        check(f.read() == local("sub/top.bin"), "/proc/self/fd/DIR/top.bin")
+    # openat/fstatat/listdir relative to the directory fd
+    fd = os.open("dir/nested.bin", os.O_RDONLY, dir_fd=dfd)
+    check(os.read(fd, 1 << 20) == local("sub/dir/nested.bin"), "openat(dfd)")
+    os.close(fd)
+    check(os.stat("top.bin", dir_fd=dfd).st_size == len(local("sub/top.bin")), "fstatat(dfd)")
+    check(os.access("top.bin", os.R_OK, dir_fd=dfd), "faccessat(dfd)")
+    check(sorted(e.name for e in os.scandir(dfd)) == ["dir", "top.bin"], "scandir(dfd)")
+    os.close(dfd)
+    walked = sorted(os.path.normpath(os.path.join(d, f)) for d, _, fs, _ in os.fwalk(M) for f in fs)
+    check(walked == sorted(os.path.join(M, n) for n in FILES), "os.fwalk: %s" % walked)
+    # chdir into the mount, relative paths, getcwd, chdir back out
+    home = os.getcwd()
+    os.chdir(M)
+    check(os.getcwd() == M, "getcwd after chdir: " + os.getcwd())
+    with open("odd.bin", "rb") as f:
+        check(f.read() == data, "open relative to the mount cwd")
+    check(os.stat("sub/top.bin").st_size == len(local("sub/top.bin")), "stat relative")
+    check(os.path.exists("config.json") and os.access("config.json", os.R_OK), "access relative")
+    check(sorted(os.listdir(".")) == sorted(os.listdir(L)), "listdir('.')")
+    check(os.path.abspath("x") == M + "/x", "abspath")
+    os.chdir("sub")
+    check(os.getcwd() == M + "/sub", "relative chdir: " + os.getcwd())
+    check(sorted(os.listdir()) == ["dir", "top.bin"], "listdir() in the cwd")
+    with open("../odd.bin", "rb") as f:
+        check(f.read() == data, "open ../")
+    dfd = os.open("dir", os.O_RDONLY | os.O_DIRECTORY)
+    os.chdir(dfd)  # fchdir to a virtual directory fd
+    check(os.getcwd() == M + "/sub/dir", "fchdir: " + os.getcwd())
+    os.close(dfd)
+    for bad, code in [("nested.bin", errno.ENOTDIR), ("nope", errno.ENOENT)]:
+        try:
+            os.chdir(bad)
+            check(False, "chdir %s should fail" % bad)
+        except OSError as e:
+            check(e.errno == code, "chdir %s: errno %d" % (bad, e.errno))
+    check(os.getcwd() == M + "/sub/dir", "a failed chdir keeps the cwd")
+    # a relative path that leads out of the mount reaches the real file it names
+    rel_home = os.path.relpath(os.path.join(L, "odd.bin"), M + "/sub/dir")
+    with open(rel_home, "rb") as f:
+        check(f.read() == data, "relative path out of the mount: " + rel_home)
+    # ... also for calls that create, rename and remove (their real call gets the rewritten absolute path)
+    import tempfile
+    t = tempfile.mkdtemp()
+    rel_a = os.path.relpath(os.path.join(t, "a"), M + "/sub/dir")
+    rel_b = os.path.relpath(os.path.join(t, "b"), M + "/sub/dir")
+    with open(rel_a, "w") as f:
+        f.write("x")
+    check(os.path.isfile(os.path.join(t, "a")), "create by a relative path out of the mount")
+    os.rename(rel_a, rel_b)
+    check(os.listdir(t) == ["b"], "rename by relative paths out of the mount: %s" % os.listdir(t))
+    os.unlink(rel_b)
+    os.mkdir(rel_a)
+    check(os.path.isdir(os.path.join(t, "a")), "mkdir by a relative path out of the mount")
+    os.rmdir(rel_a)
+    check(os.listdir(t) == [], "rmdir by a relative path out of the mount")
+    os.rmdir(t)
+    # the cwd is per process: a thread sees it, a forked child keeps it
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(os.getcwd()))
+    t.start()
+    t.join()
+    check(seen == [M + "/sub/dir"], "thread cwd %s" % seen)
+    pid = os.fork()
+    if pid == 0:
+        ok = os.getcwd() == M + "/sub/dir" and open("nested.bin", "rb").read() == local("sub/dir/nested.bin")
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    check(status == 0, "the forked child keeps the cwd")
+    # subprocess with cwd= in the mount: the child's chdir (after vfork, in our memory) must not move ours;
+    # an exec'd program cannot start inside the mount (the cwd is the shim's, lost at exec)
+    try:
+        subprocess.run(["/bin/true"], cwd=M + "/sub")
+    except OSError:
+        pass
+    check(os.getcwd() == M + "/sub/dir", "subprocess cwd= moved the parent's cwd: " + os.getcwd())
+    os.chdir(home)
+    check(os.getcwd() == home, "chdir back out: " + os.getcwd())
+    check(open(os.path.basename(__file__) if os.path.exists(os.path.basename(__file__)) else __file__, "rb")
+          .read(2) == b"#!", "relative paths outside the mount again")
+    os.chdir(M + "/sub")
+    os.chdir(os.path.relpath(L, M + "/sub"))  # a relative path out of the mount: a real directory again
+    check(os.getcwd() == os.path.realpath(L), "relative chdir out of the mount: " + os.getcwd())
+    with open("odd.bin", "rb") as f:  # the real cwd again: L/odd.bin
+        check(f.read() == data, "relative open after leaving the mount")
+    os.chdir(M)
+    try:
+        os.chdir("..")  # lexically out of the mount, to a directory that does not exist on disk here
+        check(os.path.isdir(os.path.dirname(M)), "chdir .. to a missing directory succeeded")
+    except FileNotFoundError:
+        check(not os.path.isdir(os.path.dirname(M)), "chdir .. to an existing directory failed")
+    os.chdir(home)
+
+
+GROUPS = {"basic": basic, "dirs": dirs, "mmap": mmaps, "safetensors": safetensors, "numpy": numpy_group, "bytes": bytes_group, "paths": paths,
           "torch": torch_group, "threads": threads, "fork": fork, "forkexec": forkexec, "errors": errors}
 
 if __name__ == "__main__":

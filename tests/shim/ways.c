@@ -2,7 +2,8 @@
  * MF_MOUNT_DIR is read through every C way a program can get at a file's bytes and compared with the same
  * file under MF_LOCAL_DIR. Each way must give the object's bytes; zero-filled, short or otherwise wrong
  * output, or an error, is a failure. The one exception is a raw syscall(SYS_read/SYS_pread64) on a virtual
- * fd, which no hook sees: it may fail with an error, but bytes it reports as read must be the right ones.
+ * fd, or an io_uring read, which no hook sees: it may fail with an error, but bytes it reports as read must
+ * be the right ones.
  *
  * usage: shim_ways [METHOD...]   (default: every method; names as printed)
  * Prints one "FAIL method file: why" line per failure and a summary; exit 1 on any failure. */
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/io_uring.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -495,6 +497,71 @@ static void m_raw_syscall(const struct file* f) {
   }
 }
 
+/* io_uring reads (IORING_OP_READ, raw syscalls, no liburing): no hook sees them either, so the same rule
+ * as for raw syscalls: the right bytes, or an error; never zeros reported as read. */
+static void m_io_uring(const struct file* f) {
+  struct io_uring_params prm;
+  memset(&prm, 0, sizeof prm);
+  int ring = (int)syscall(SYS_io_uring_setup, 4, &prm);
+  if (ring < 0) {
+    static int said;
+    if (!said++) printf("io_uring: not available here (%s): not checked\n", strerror(errno));
+    return;
+  }
+  size_t sqsz = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+  size_t cqsz = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+  int single = (prm.features & IORING_FEAT_SINGLE_MMAP) != 0;
+  if (single && cqsz > sqsz) sqsz = cqsz;
+  unsigned char* sq = mmap(NULL, sqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
+  unsigned char* cq = single ? sq : mmap(NULL, cqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_CQ_RING);
+  struct io_uring_sqe* sqes = mmap(NULL, prm.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+  if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
+    fail("io_uring: mapping the rings: %s", strerror(errno));
+    close(ring);
+    return;
+  }
+  unsigned *sq_tail = (unsigned*)(sq + prm.sq_off.tail), *sq_mask = (unsigned*)(sq + prm.sq_off.ring_mask);
+  unsigned* sq_array = (unsigned*)(sq + prm.sq_off.array);
+  unsigned *cq_head = (unsigned*)(cq + prm.cq_off.head), *cq_mask = (unsigned*)(cq + prm.cq_off.ring_mask);
+  struct io_uring_cqe* cqes = (struct io_uring_cqe*)(cq + prm.cq_off.cqes);
+  int fd = open_mounted();
+  unsigned char* b = malloc(f->n + 1);
+  size_t got = 0;
+  int res = 1;
+  while (fd >= 0 && res > 0) {
+    unsigned tail = *sq_tail, idx = tail & *sq_mask;
+    struct io_uring_sqe* e = &sqes[idx];
+    memset(e, 0, sizeof *e);
+    e->opcode = IORING_OP_READ;
+    e->fd = fd;
+    e->addr = (uint64_t)(uintptr_t)(b + got);
+    e->len = (unsigned)(f->n + 1 - got < (1u << 20) ? f->n + 1 - got : (1u << 20));
+    e->off = got;
+    sq_array[idx] = idx;
+    __atomic_store_n(sq_tail, tail + 1, __ATOMIC_RELEASE);
+    if (syscall(SYS_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+      fail("io_uring_enter: %s", strerror(errno));
+      break;
+    }
+    unsigned head = __atomic_load_n(cq_head, __ATOMIC_ACQUIRE);
+    res = cqes[head & *cq_mask].res;
+    __atomic_store_n(cq_head, head + 1, __ATOMIC_RELEASE);
+    if (res > 0) got += (size_t)res;
+  }
+  if (fd >= 0 && res < 0) {  /* an error is an acceptable answer; what was reported read must be right */
+    if (got) same("io_uring read", b, got, f->data, got);
+  } else if (fd >= 0) {
+    same("io_uring read", b, got, f->data, f->n);
+  }
+  free(b);
+  if (fd >= 0) close(fd);
+  munmap(sqes, prm.sq_entries * sizeof(struct io_uring_sqe));
+  if (!single) munmap(cq, cqsz);
+  munmap(sq, sqsz);
+  close(ring);
+}
+
 static void read_whole_fd(int fd, const struct file* f, const char* what) {
   unsigned char* b = malloc(f->n + 65536);
   size_t got = 0;
@@ -552,7 +619,7 @@ static const struct {
     {"preadv2-cur", m_preadv2_cur}, {"mmap", m_mmap}, {"mmap-offset", m_mmap_offset}, {"mmap-rw-private", m_mmap_rw},
     {"mmap-write-out", m_mmap_write_out}, {"sendfile", m_sendfile}, {"copy_file_range", m_copy_file_range},
     {"splice", m_splice}, {"fread", m_fread}, {"fgets", m_fgets}, {"getc", m_getc}, {"fseek", m_fseek},
-    {"fdopen", m_fdopen}, {"dup", m_dup}, {"lseek", m_seek_data}, {"raw-syscall", m_raw_syscall},
+    {"fdopen", m_fdopen}, {"dup", m_dup}, {"lseek", m_seek_data}, {"raw-syscall", m_raw_syscall}, {"io_uring", m_io_uring},
     {"proc-self-fd", m_proc_fd}, {"openat-dirfd", m_openat}, {"chdir-relative", m_chdir},
 };
 

@@ -5,7 +5,7 @@
  *
  * Asserts: every byte read is the local copy's (MF_LOCAL_DIR); the fd count and RSS of the parent stay
  * stable (the last quarter's maximum within a bound of the first quarter's); nothing hangs (a watchdog
- * alarm fails the test); both children exit 0.
+ * alarm, and a watchdog process for when signals cannot be delivered, fail the test); both children exit 0.
  *
  * The program's own fds are tracked in owned[]: a worker opens and marks (and unmarks and closes) under a
  * read lock, the closer scans /proc/self/fd and closes under the write lock, so it never sees one of the
@@ -321,6 +321,28 @@ static pid_t fork_child(int i) {
   exit(f ? 1 : 0);
 }
 
+/* A watchdog process: SIGALRM alone is not enough, since TSan delivers a signal only when the thread
+ * reaches one of its safe points, which a thread blocked on a mutex never does. The soak is its own process
+ * group (so its children are in it too); after `limit` seconds the watchdog reports and kills the group. */
+static pid_t start_watchdog(double limit) {
+  setpgid(0, 0);
+  pid_t parent = getpid(), pid = fork();
+  if (pid != 0) return pid;
+  double end = now() + limit;
+  while (getppid() == parent) {
+    if (now() > end) {
+      const char m[] = "FAIL soak (watchdog): hung, killing the process group (a deadlock, or a read or fault "
+                       "nobody serves)\n";
+      if (write(1, m, sizeof m - 1) < 0) _exit(3);
+      kill(-parent, SIGKILL);
+      _exit(3);
+    }
+    struct timespec t = {0, 200000000L};
+    nanosleep(&t, NULL);
+  }
+  _exit(0);
+}
+
 static long quarter_max(const long* s, int from, int to) {
   long m = 0;
   for (int i = from; i < to; ++i) m = s[i] > m ? s[i] : m;
@@ -339,6 +361,7 @@ int main(int argc, char** argv) {
   signal(SIGBUS, on_signal);
   deadline = now() + seconds;
   alarm((unsigned)seconds + 60);
+  pid_t watchdog = start_watchdog(seconds + 75);
   for (int i = 0; i < NWORKERS; ++i) pthread_create(&pw[i], NULL, worker, (void*)(intptr_t)i);
   pthread_create(&pc, NULL, closer, (void*)1);
   pid_t kids[2];
@@ -357,6 +380,8 @@ int main(int argc, char** argv) {
       fail("child %d: %s %d", i + 1, WIFEXITED(status) ? "exit status" : "killed by signal",
            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
   }
+  kill(watchdog, SIGKILL);
+  waitpid(watchdog, NULL, 0);
   int q = nsamples / 4;
   if (q < 2) {
     fail("only %d samples of fd count and RSS", nsamples);

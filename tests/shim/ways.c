@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -285,6 +286,33 @@ static void m_sendfile(const struct file* f) {
       fail("sendfile(NULL) left the file offset at %lld, want %zu", (long long)cur, f->n);
     close(fd);
   }
+}
+
+/* sendfile into a socket (a server's use): chunks of at most the socket buffer, drained from the other end. */
+static void m_sendfile_socket(const struct file* f) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) exit(2);
+  int fd = open_mounted();
+  if (fd < 0) return;
+  unsigned char* b = malloc(f->n + 65536);
+  size_t got = 0;
+  off_t off = 0;
+  ssize_t r;
+  while ((r = sendfile(sv[0], fd, &off, 32768)) > 0) {
+    size_t left = (size_t)r;
+    while (left > 0) {
+      ssize_t k = read(sv[1], b + got, left);
+      if (k <= 0) exit(2);
+      got += (size_t)k;
+      left -= (size_t)k;
+    }
+  }
+  if (r < 0) fail("sendfile to a socket at %zu: %s", got, strerror(errno));
+  else same("sendfile to a socket", b, got, f->data, f->n);
+  free(b);
+  close(sv[0]);
+  close(sv[1]);
+  close(fd);
 }
 
 /* Into a file on disk and into a memfd. The mount is its own file system: EXDEV (the kernel's answer for
@@ -617,7 +645,7 @@ static const struct {
 } methods[] = {
     {"read", m_read}, {"pread", m_pread}, {"readv", m_readv}, {"preadv", m_preadv}, {"preadv2", m_preadv2},
     {"preadv2-cur", m_preadv2_cur}, {"mmap", m_mmap}, {"mmap-offset", m_mmap_offset}, {"mmap-rw-private", m_mmap_rw},
-    {"mmap-write-out", m_mmap_write_out}, {"sendfile", m_sendfile}, {"copy_file_range", m_copy_file_range},
+    {"mmap-write-out", m_mmap_write_out}, {"sendfile", m_sendfile}, {"sendfile-socket", m_sendfile_socket}, {"copy_file_range", m_copy_file_range},
     {"splice", m_splice}, {"fread", m_fread}, {"fgets", m_fgets}, {"getc", m_getc}, {"fseek", m_fseek},
     {"fdopen", m_fdopen}, {"dup", m_dup}, {"lseek", m_seek_data}, {"raw-syscall", m_raw_syscall}, {"io_uring", m_io_uring},
     {"proc-self-fd", m_proc_fd}, {"openat-dirfd", m_openat}, {"chdir-relative", m_chdir},

@@ -12,6 +12,7 @@ MF_APT_PACKAGES=(
   libcurl4-openssl-dev libxxhash-dev rapidjson-dev doctest-dev libpugixml-dev
   python3 python3-numpy python3-boto3 python3-torch
   nginx util-linux procps time s3fs rclone python3-matplotlib openssl hyperfine binutils
+  rsync  # tests/shim/ways.py reads the mount with it (cp, cat, dd, tar, sha256sum come with the base system)
   clang libclang-rt-dev  # scripts/fuzz (libFuzzer); the GCC sanitizer runtimes come with g++
 )
 

@@ -16,9 +16,9 @@ import threading
 
 L = os.environ["MF_LOCAL_DIR"]
 M = os.environ["MF_MOUNT_DIR"]
-FILES = ["empty.bin", "one.bin", "page.bin", "odd.bin", "chunks.bin", "sub/dir/nested.bin", "sub/top.bin",
+FILES = ["empty.bin", "one.bin", "page.bin", "odd.bin", "chunks.bin", "big.bin", "sub/dir/nested.bin", "sub/top.bin",
          "config.json",
-         "model.safetensors"]
+         "model.safetensors", "tensor.pt"]
 
 
 def local(name):

@@ -48,8 +48,6 @@ R guarded(const char* name, F&& body) {
     maybe_throw_for_test(name);
 #endif
     return body();
-  } catch (abi::__forced_unwind&) {
-    throw;  // thread cancellation (read() is a cancellation point) must unwind through the hook
   } catch (const std::bad_alloc&) {
     report_exception(name, "out of memory", ENOMEM);
     return error_value<R>(name, ENOMEM);
@@ -57,6 +55,9 @@ R guarded(const char* name, F&& body) {
     report_exception(name, e.what(), EIO);
     return error_value<R>(name, EIO);
   } catch (...) {
+    // A foreign exception, i.e. glibc's forced unwind of a cancelled thread (read() is a cancellation point):
+    // it must go on unwinding. (Not `catch (abi::__forced_unwind&)`: that binds a reference to no object.)
+    if (abi::__cxa_current_exception_type() == nullptr) throw;
     report_exception(name, "unknown exception", EIO);
     return error_value<R>(name, EIO);
   }

@@ -2,6 +2,7 @@
  * unwind passes through the thin library and the engine's guard (which must rethrow it, not swallow it as an
  * exception: glibc would abort with "exception not rethrown") and the thread ends as PTHREAD_CANCELED. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +25,12 @@ static void* reader(void* arg) {
 int main(void) {
   const char* mount = getenv("MF_MOUNT_DIR");
   if (!mount) FAIL("MF_MOUNT_DIR must be set");
+  if (dlsym(RTLD_DEFAULT, "__asan_init")) {
+    /* ASan's no-return hook on the rethrow of the forced unwind (PlatformUnpoisonStacks) reports its own
+     * sigaltstack() result buffer as a stack-buffer-overflow on a cancelled thread: a sanitizer artefact. */
+    printf("skipped: thread cancellation under ASan (its sigaltstack interceptor reports the unwind)\n");
+    return 77;
+  }
   char p[4096];
   snprintf(p, sizeof p, "%s/odd.bin", mount);
   struct stat st;

@@ -200,8 +200,10 @@ TEST_CASE("no manager lock across a fetch: madvise of an eager mapping, mremap, 
     Fx f(8 * kChunk, UffdSetting::off, 2 * kChunk);  // the budget keeps 2 of 8 chunks: chunk 0 is refetched
     std::byte* p = f.map(f.ref.size(), PROT_READ | PROT_WRITE);
     REQUIRE(p);
-    std::byte* other = f.map(kChunk);
-    REQUIRE(other);
+    // Another mapping, of the last chunk (resident: the budget holds the last two), for overlaps() to find.
+    auto om = f.mgr.map(f.obj, nullptr, kChunk, PROT_READ, MAP_PRIVATE, 7 * kChunk);
+    REQUIRE(om);
+    std::byte* other = static_cast<std::byte*>(*om);
     std::memset(p, 0x5a, kPage);  // a private write that DONTNEED undoes
     f.store.delay_us = 600000;
     int rc = -1;

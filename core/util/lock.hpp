@@ -26,9 +26,9 @@ namespace mf {
 // Outer locks first. Gaps leave room; the numbers appear in the abort message.
 enum class LockRank : uint8_t {
   vfs_engine = 10,    // Vfs::engine_mu_: creating the cache, mappings and prefetcher
-  prefetcher = 20,    // Prefetcher::Impl::mu: plans, streams, windows
   tree = 30,          // Tree::mu_: listings, HEAD answers, in-flight requests (never across a request)
   vfs_objects = 40,   // Vfs::objects_mu_: RemoteObject and counters by path
+  prefetcher = 45,    // Prefetcher::Impl::mu: plans, streams, windows (stats_json asks it under objects)
   fd_table = 50,      // FdTable::mu_: fd -> OpenFile
   mappings = 60,      // MappingManager::Impl::mu: the region map, workers pointer (never across a fetch)
   region = 70,        // Region::mu: one mapping's pages (shared while copying in, exclusive to change)
@@ -82,9 +82,16 @@ class BasicMutex {
     if constexpr (Checked) lockorder::acquired(info_.rank);
     return true;
   }
+  // The rank is read before the unlock: once unlocked, another thread may destroy the mutex (e.g. the
+  // waiter of a blocking call whose completion unlocks it, or a destructor waiting for the last fetch).
   void unlock() {
-    mu_.unlock();
-    if constexpr (Checked) lockorder::release(info_.rank);
+    if constexpr (Checked) {
+      const LockRank r = info_.rank;
+      mu_.unlock();
+      lockorder::release(r);
+    } else {
+      mu_.unlock();
+    }
   }
   std::mutex& native() { return mu_; }
 
@@ -109,9 +116,16 @@ class BasicSharedMutex {
     if constexpr (Checked) lockorder::acquired(info_.rank);
     return true;
   }
+  // The rank is read before the unlock: once unlocked, another thread may destroy the mutex (e.g. the
+  // waiter of a blocking call whose completion unlocks it, or a destructor waiting for the last fetch).
   void unlock() {
-    mu_.unlock();
-    if constexpr (Checked) lockorder::release(info_.rank);
+    if constexpr (Checked) {
+      const LockRank r = info_.rank;
+      mu_.unlock();
+      lockorder::release(r);
+    } else {
+      mu_.unlock();
+    }
   }
   void lock_shared() {
     if constexpr (Checked) lockorder::acquire(info_.rank);
@@ -123,8 +137,13 @@ class BasicSharedMutex {
     return true;
   }
   void unlock_shared() {
-    mu_.unlock_shared();
-    if constexpr (Checked) lockorder::release(info_.rank);
+    if constexpr (Checked) {
+      const LockRank r = info_.rank;
+      mu_.unlock_shared();
+      lockorder::release(r);
+    } else {
+      mu_.unlock_shared();
+    }
   }
 
  private:

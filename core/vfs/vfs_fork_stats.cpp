@@ -3,7 +3,7 @@
 // Fork (pthread_atfork, docs/DESIGN.md "Locks" and "Fork"). Prepare first fills every registered mapping
 // without holding any lock (a child's copy of a registered private mapping is not registered: its missing
 // pages would read as zeros), then takes every core lock in rank order (core/util/lock.hpp): the engine's,
-// the prefetcher's, the tree's, the objects', the fd table's, the mapping manager's (which fills what a
+// the tree's, the objects', the prefetcher's, the fd table's, the mapping manager's (which fills what a
 // mapping made meanwhile still lacks) and its hints', the cache's and the router's. No thread holds any of
 // them across network I/O, so prepare waits for short critical sections at most. The parent releases them
 // in reverse order. The child releases them too, after resetting what lived in threads that are gone: the
@@ -24,9 +24,9 @@ namespace mf {
 void Vfs::before_fork() {
   if (MappingManager* mm = mappings()) mm->fill_for_fork();  // network, before any lock is taken
   engine_mu_.lock();
-  if (prefetcher_) prefetcher_->before_fork();
   tree_.before_fork();
   objects_mu_.lock();
+  if (prefetcher_) prefetcher_->before_fork();
   fds_.lock();
   if (mm_) mm_->before_fork();
   if (cache_) cache_->before_fork();
@@ -38,9 +38,9 @@ void Vfs::after_fork_parent() {
   if (cache_) cache_->after_fork_parent();
   if (mm_) mm_->after_fork_parent();
   fds_.unlock();
+  if (prefetcher_) prefetcher_->after_fork_parent();
   objects_mu_.unlock();
   tree_.after_fork_parent();
-  if (prefetcher_) prefetcher_->after_fork_parent();
   engine_mu_.unlock();
 }
 
@@ -49,9 +49,9 @@ void Vfs::after_fork_child() {
   if (cache_) cache_->after_fork_child();
   if (mm_) mm_->after_fork_child();
   fds_.unlock();
+  if (prefetcher_) prefetcher_->after_fork_child();
   objects_mu_.unlock();
   tree_.after_fork_child();
-  if (prefetcher_) prefetcher_->after_fork_child();
   engine_mu_.unlock();
 }
 

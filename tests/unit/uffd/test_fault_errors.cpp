@@ -125,7 +125,7 @@ TEST_CASE("a read error on the userfaultfd fails the waiting fault with SIGBUS, 
     std::byte* p = f.map(f.ref.size());
     if (!p) return 2;
     if (!f.same(p, 0, kPage)) return 3;  // the fault thread works until the injection
-    // The uffd is the lowest fd the manager opened before the eventfd; find it as the fd the fault thread reads.
+    // The fd the fault thread reads: the one /proc/self/fd shows as anon_inode:[userfaultfd].
     for (int fd = 3; fd < 1024; ++fd) {
       char link[64], target[256] = {};
       std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);

@@ -43,6 +43,7 @@
 #include <unordered_set>
 
 #include "core/util/checked.hpp"
+#include "core/util/lock.hpp"
 #include "core/util/log.hpp"
 
 namespace mf {
@@ -91,8 +92,8 @@ uint64_t page_size() {
 }  // namespace
 
 struct ChunkCache::Impl {
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu{LockRank::cache};
+  CondVar cv;
   std::unordered_map<ChunkKey, std::shared_ptr<Chunk>, ChunkKeyHash> chunks;
   std::list<Chunk*> lru;  // front = least recently used; only ready chunks
   // Chunks handed out by take() and not fetched since: a prefetch of one is a no-op (its bytes already sit
@@ -189,11 +190,11 @@ struct ChunkCache::Impl {
 namespace {
 // The pin behind a ChunkRef: keeps the chunk out of eviction until the last copy of the ref is gone.
 struct Pin {
-  Pin(std::mutex* m, std::condition_variable* v, std::shared_ptr<Chunk> c) : mu(m), cv(v), chunk(std::move(c)) {}
+  Pin(Mutex* m, CondVar* v, std::shared_ptr<Chunk> c) : mu(m), cv(v), chunk(std::move(c)) {}
   Pin(const Pin&) = delete;
   Pin& operator=(const Pin&) = delete;
-  std::mutex* mu;
-  std::condition_variable* cv;
+  Mutex* mu;
+  CondVar* cv;
   std::shared_ptr<Chunk> chunk;
   ~Pin() {
     std::lock_guard lock(*mu);
@@ -502,6 +503,8 @@ void ChunkCache::after_fork_child() {
   im.inflight = 0;
   im.waiting.clear();
   im.cap_inflight = 0;
+  // Threads that waited for a chunk in the parent are not here: a broadcast must not wait for them.
+  im.cv.reset_after_fork();
   im.mu.unlock();
 }
 

@@ -13,6 +13,7 @@
 #include "core/safetensors/header.hpp"
 #include "core/safetensors/index.hpp"
 #include "core/safetensors/plan.hpp"
+#include "core/util/lock.hpp"
 #include "core/util/log.hpp"
 #include "core/util/thread.hpp"
 
@@ -49,8 +50,8 @@ struct Prefetcher::Impl {
   const PrefetchConfig cfg;
   PrefetchHooks hooks;
 
-  mutable std::mutex mu;
-  std::condition_variable job_cv, feed_cv, idle_cv;
+  mutable Mutex mu{LockRank::prefetcher};
+  CondVar job_cv, feed_cv, idle_cv;
   bool quit = false;
   bool kick = false;
   std::deque<Job> jobs;
@@ -387,8 +388,18 @@ void Prefetcher::shutdown() {
   if (impl_) impl_->stop();
 }
 
+void Prefetcher::before_fork() {
+  if (impl_) impl_->mu.lock();
+}
+
+void Prefetcher::after_fork_parent() {
+  if (impl_) impl_->mu.unlock();
+}
+
 void Prefetcher::after_fork_child() {
-  // The threads are gone and the lock may be held by one of them: abandon the engine (leaked on purpose).
+  // The threads are gone (their std::thread objects cannot be joined here): abandon the engine, leaked on
+  // purpose, after releasing the lock before_fork took (nothing in the child uses it again).
+  if (impl_) impl_->mu.unlock();
   (void)impl_.release();
 }
 

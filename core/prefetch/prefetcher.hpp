@@ -21,8 +21,8 @@
 // Read streams. on_read() runs a SequentialWindow per object and requests the window's chunks directly
 // (non-blocking), for every policy but none.
 //
-// Fork: the child abandons the engine (its threads do not exist there); the child prefetches nothing,
-// its mappings still fill on faults.
+// Fork: prepare takes the lock; the child abandons the engine (its threads do not exist there) and
+// prefetches nothing, its mappings still fill on faults.
 #pragma once
 
 #include <cstdint>
@@ -75,6 +75,10 @@ class Prefetcher {
   // Waits until no plan job is pending and the feeder has nothing it may start now (tests).
   void wait_idle();
 
+  // pthread_atfork: prepare takes the lock (no thread of ours holds it across I/O, so this waits for a short
+  // critical section at most); the child releases it and abandons the engine.
+  void before_fork();
+  void after_fork_parent();
   void after_fork_child();
   // Stops the threads (idempotent); later calls still work but nothing is planned or fed.
   void shutdown();

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+
+#include "core/util/lock.hpp"
 #include <thread>
 #include <vector>
 
@@ -46,7 +48,7 @@ struct Client::Impl {
   RemoteConfig config;
   RetryPolicy policy;
 
-  mutable std::mutex mu;
+  mutable Mutex mu{LockRank::client};
   std::deque<std::unique_ptr<Transfer>> submitted;  // guarded by mu
   bool stopping = false;                            // guarded by mu
   std::atomic<bool> started{false};
@@ -124,8 +126,8 @@ void Client::Impl::submit(std::unique_ptr<Transfer> t) {
 Result<void> Client::Impl::run_blocking(std::unique_ptr<Transfer> t, std::function<void(Transfer&)> on_success) {
   if (started.load(std::memory_order_acquire) && std::this_thread::get_id() == thread_id)
     return make_error(EDEADLK, "blocking remote call from the client's own I/O thread");
-  std::mutex m;
-  std::condition_variable cv;
+  Mutex m{LockRank::store_call};
+  CondVar cv;
   bool done = false;
   Result<void> result;
   t->on_done = [&](Transfer& tr, Result<void> r) {

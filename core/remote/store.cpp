@@ -4,11 +4,13 @@
 #include <mutex>
 #include <optional>
 
+#include "core/util/lock.hpp"
+
 namespace mf {
 
 std::vector<Result<void>> ObjectStore::read_many(std::vector<RangeRequest> requests) {
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu{LockRank::store_call};
+  CondVar cv;
   size_t pending = requests.size();
   std::vector<std::optional<Result<void>>> results(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {

@@ -91,11 +91,13 @@ void MappingManager::Impl::touch_placed(uintptr_t at, uint64_t pages) const {
   for (uint64_t i = 0; i < pages; ++i) (void)q[i * page];
 }
 
-bool MappingManager::Impl::placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch) {
+bool MappingManager::Impl::placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch,
+                                 int* err) {
   if (res.status == uffd::CopyStatus::gone) return false;
   if (res.status == uffd::CopyStatus::failed) {
     MF_WARN("%s: placing pages at mapping offset %llu failed: %s", r.object->path.c_str(),
             static_cast<unsigned long long>(a * page), std::strerror(res.err));
+    if (err) *err = res.err;
     return false;
   }
   r.filled.set_range(a, b);
@@ -175,7 +177,9 @@ bool MappingManager::Impl::pages_present(Region& r, const std::vector<uint64_t>&
   return true;
 }
 
-bool MappingManager::Impl::copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch) {
+bool MappingManager::Impl::copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch,
+                                          int* err) {
+  if (err) *err = 0;
   touch = touch && (r.prot & PROT_READ);
   std::shared_lock lock(r.mu);
   if (r.dead) return false;
@@ -188,7 +192,7 @@ bool MappingManager::Impl::copy_from_chunk(Region& r, const ChunkRef& ref, uint6
     const uint64_t t0 = now_ns();
     const uffd::CopyResult res = uffd::copy(uffd, r.start + a * page, src, (b - a) * page, page);
     copy_ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
-    if (!placed(r, a, b, res, touch)) return false;
+    if (!placed(r, a, b, res, touch, err)) return false;
     p = b;
   }
   return true;
@@ -222,6 +226,28 @@ void MappingManager::Impl::fail_pages(Region& r, uint64_t p0, uint64_t p1, const
   uffd::wake(uffd, r.start + p0 * page, (p1 - p0) * page);
 }
 
+uint64_t MappingManager::Impl::fail_missing(Region& r, uint64_t p0, uint64_t p1) {
+  uint64_t n = 0;
+  {
+    std::unique_lock lock(r.mu);
+    if (r.dead) return 0;
+    for (uint64_t p = p0; p < p1;) {
+      const uint64_t a = r.filled.find(p, p1, false);
+      if (a == p1) break;
+      const uint64_t b = r.filled.find(a, p1, true);
+      install_sigbus(r, a, b);
+      r.filled.set_range(a, b);
+      n += b - a;
+      p = b;
+    }
+  }
+  if (n > 0) {
+    sigbus_pages.fetch_add(n, std::memory_order_relaxed);
+    uffd::wake(uffd, r.start + p0 * page, (p1 - p0) * page);
+  }
+  return n;
+}
+
 Result<void> MappingManager::Impl::fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure) {
   p1 = std::min(p1, r.data_pages);
   Result<void> out;
@@ -236,12 +262,22 @@ Result<void> MappingManager::Impl::fill_range(Region& r, uint64_t p0, uint64_t p
     c1 = std::min(c1, p1);
     for (uint64_t i = 1; i <= la && k + i <= last_chunk; ++i) cache.prefetch(*r.object, k + i);
     auto ref = cache.get(*r.object, k, Priority::demand);
+    int err = 0;
     if (!ref) {
       if (!sigbus_on_failure) return ref.error();
       fail_pages(r, p, c1, ref.error());
       out = ref.error();
-    } else if (!copy_from_chunk(r, *ref, p, c1)) {
-      return make_error(EFAULT, "the mapping changed while it was being filled");
+    } else if (!copy_from_chunk(r, *ref, p, c1, false, &err)) {
+      if (err == 0) return make_error(EFAULT, "the mapping changed while it was being filled");
+      // Placing failed (not EEXIST, not gone): never leave the pages missing where a fork child would
+      // read zeros; they raise SIGBUS instead.
+      Error why = make_error(err, std::string("placing pages failed: ") + std::strerror(err));
+      if (!sigbus_on_failure) return why;
+      MF_ERROR("%s: cannot place bytes %llu-%llu of a mapping: %s; they raise SIGBUS", r.object->path.c_str(),
+               static_cast<unsigned long long>(r.obj_offset + p * page),
+               static_cast<unsigned long long>(r.obj_offset + c1 * page - 1), std::strerror(err));
+      fail_missing(r, p, c1);
+      out = why;
     }
     p = c1;
   }
@@ -253,7 +289,7 @@ std::vector<FaultJob> MappingManager::Impl::plan_faults(const std::vector<uintpt
   MappingManager::Impl& im = *this;
   std::vector<FaultJob> jobs;
   const uint64_t cs = im.cache.config().chunk_size, bs = std::min(kFaultBlock, cs);
-  std::lock_guard lock(im.mu);
+  std::shared_lock lock(im.mu);
   for (uintptr_t a : addrs) {
     auto it = im.regions.upper_bound(a);
     if (it == im.regions.begin()) {
@@ -282,7 +318,20 @@ void MappingManager::Impl::resolve(FaultJob& job, const ChunkRef& ref) {
   Region& r = *job.region;
   // A faulting page whose bit is set yet which faulted (e.g. dropped by MADV_FREE reclaim) is copied again.
   for (uint64_t p : job.pages) r.filled.clear_range(p, p + 1);
-  copy_from_chunk(r, ref, job.b0, job.b1);
+  // A placement that fails (ENOMEM, EAGAIN past uffd::copy's own retries, ...) is retried a few times with a
+  // short backoff; then the faulting pages raise SIGBUS. Waking the thread to fault again would spin.
+  int err = 0;
+  for (int attempt = 1; !copy_from_chunk(r, ref, job.b0, job.b1, false, &err) && err != 0; ++attempt) {
+    if (attempt == kCopyAttempts) {
+      MF_ERROR("%s: cannot place bytes %llu-%llu for a fault: %s (%d attempts); the access gets SIGBUS",
+               r.object->path.c_str(), static_cast<unsigned long long>(r.obj_offset + job.b0 * page),
+               static_cast<unsigned long long>(r.obj_offset + job.b1 * page - 1), std::strerror(err),
+               kCopyAttempts);
+      for (uint64_t p : job.pages) fail_missing(r, p, p + 1);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1 << attempt));
+  }
   fault_bytes.fetch_add((job.b1 - job.b0) * page, std::memory_order_relaxed);
   // UFFDIO_COPY woke the waiters of the pages it placed; a page found present (EEXIST) or a region that went
   // away needs an explicit wake, so the thread retries its access.
@@ -330,24 +379,59 @@ void MappingManager::Impl::handle_faults(const std::vector<uintptr_t>& addrs, ui
   for (const FaultJob& n : notes) note_fault(n.region, n.b0, n.b1);
 }
 
+void MappingManager::Impl::uffd_failed(const char* what, int err) {
+  MF_ERROR("fault thread: %s: %s; the userfaultfd no longer works: every page of a mapping not filled yet now "
+           "raises SIGBUS on access, and new mappings are filled before mmap returns",
+           what, std::strerror(err));
+  broken.store(true, std::memory_order_release);
+  std::vector<std::shared_ptr<Region>> rs;
+  {
+    std::shared_lock lock(mu);
+    for (auto& [start, r] : regions)
+      if (!r->eager) rs.push_back(r);
+  }
+  uint64_t n = 0;
+  for (auto& r : rs) n += fail_missing(*r, 0, r->data_pages);
+  if (n > 0)
+    MF_ERROR("fault thread: %llu pages in %zu mappings now raise SIGBUS", static_cast<unsigned long long>(n),
+             rs.size());
+}
+
+// Errors of poll/read on the uffd: EINTR and EAGAIN are normal; ENOMEM is retried (kTransientRetries times,
+// 10 ms apart, then it counts as fatal); anything else is fatal (uffd_failed). Never a silent exit: a thread
+// waiting on a fault would wait forever.
 void MappingManager::Impl::fault_loop() {
+  constexpr int kTransientRetries = 100;
   Workers* w = workers;
   pollfd fds[2] = {{uffd, POLLIN, 0}, {w->quit_fd, POLLIN, 0}};
   uffd_msg msgs[kMsgBatch];
   std::vector<uintptr_t> addrs;
+  int transient = 0;
+  auto failed = [&](const char* what, int e) {
+    if (e == EINTR || e == EAGAIN) return false;
+    if (e == ENOMEM && ++transient <= kTransientRetries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return false;
+    }
+    uffd_failed(what, e);
+    return true;
+  };
   for (;;) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      MF_ERROR("fault thread: poll: %s", std::strerror(errno));
-      return;
+    if (uffd::sys_poll(fds, 2, -1) < 0) {
+      if (failed("poll(userfaultfd)", errno)) return;
+      continue;
     }
     if (fds[1].revents & POLLIN) return;
-    const ssize_t got = ::read(uffd, msgs, sizeof msgs);
-    if (got < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      MF_ERROR("fault thread: read(userfaultfd): %s", std::strerror(errno));
+    if (fds[0].revents & (POLLERR | POLLNVAL)) {
+      uffd_failed("poll(userfaultfd)", fds[0].revents & POLLNVAL ? EBADF : EIO);
       return;
     }
+    const ssize_t got = uffd::sys_read(uffd, msgs, sizeof msgs);
+    if (got < 0) {
+      if (failed("read(userfaultfd)", errno)) return;
+      continue;
+    }
+    transient = 0;
     const uint64_t t0 = now_ns();
     addrs.clear();
     for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uffd_msg); ++i)

@@ -19,6 +19,7 @@
 
 #include "core/uffd/page_bitmap.hpp"
 #include "core/uffd/uffd.hpp"
+#include "core/util/lock.hpp"
 #include "core/vfs/mappings.hpp"
 
 namespace mf {
@@ -29,6 +30,8 @@ inline constexpr uint64_t kLookahead = 16;           // chunks the filler keeps 
 inline constexpr int kFaultFetchAttempts = 3;        // a fault retries a failed chunk before SIGBUS
 inline constexpr size_t kMsgBatch = 64;              // uffd messages read per read(2)
 inline constexpr int kFillWorkers = 3;               // threads serving parked faults and proactive fill
+inline constexpr int kCopyAttempts = 3;           // a placement that fails (not EEXIST) is retried before SIGBUS
+inline constexpr int kForkFillPasses = 8;         // unlocked fill passes before fork fills under the lock
 inline constexpr unsigned kWindowMaxShift = 40;      // the fill window doubles per fault up to this shift
 
 // One managed mapping: [start, start + pages*page) holds object bytes from obj_offset on. Pages from
@@ -47,7 +50,8 @@ struct Region {
   PageBitmap filled;
   // Shared while pages are copied in; exclusive while the range changes (munmap, madvise, mremap, fail).
   // Copies check `dead` under it, so no copy lands in an address range after it stopped being this region.
-  std::shared_mutex mu;
+  // Never held across a fetch: a chunk is got first, then the lock is taken to place it.
+  SharedMutex mu{LockRank::region};
   bool dead = false;
   // Fill window (filler.cpp): nothing is filled proactively before the first fault; each fault sets
   // where the filler continues and how far ahead of that fault it may go (a window doubling per fault).
@@ -88,8 +92,8 @@ struct Workers {
   std::thread fault_thread;
   std::vector<std::thread> fill_threads;  // kFillWorkers
   int quit_fd = -1;  // eventfd: the fault thread polls it next to the uffd
-  std::mutex mu;     // guards parked, queue, fill_busy and quit
-  std::condition_variable cv;
+  Mutex mu{LockRank::fill_workers};  // guards parked, queue, fill_busy and quit
+  CondVar cv;
   std::deque<FaultJob> parked;              // faults whose chunk was not resident: served first
   std::deque<std::weak_ptr<Region>> queue;  // regions with fill work (round robin, one chunk per step)
   int fill_busy = 0;                        // workers in a fill step (at most kFillWorkers - 1)
@@ -114,13 +118,21 @@ struct MappingManager::Impl {
   bool allow_huge = true;   // MODELFETCH_HUGE_PAGES
   int sigbus_fd = -1;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access
 
-  std::mutex mu;  // guards regions and workers
+  // Guards regions, workers and sigbus_fd. Shared for lookups (overlaps, fill_for_kernel, the fault
+  // thread), exclusive to change the map (map, munmap, madvise, mremap, fork). Never held across a fetch.
+  SharedMutex mu{LockRank::mappings};
   std::map<uintptr_t, std::shared_ptr<Region>> regions;
+  // Published with every change of regions (under mu exclusive): overlaps() answers false without the lock
+  // when there is no region or the range lies outside [lo_addr, hi_addr).
   std::atomic<size_t> region_count{0};
+  std::atomic<uintptr_t> lo_addr{0}, hi_addr{0};
+  // The userfaultfd stopped working (the fault thread could not poll or read it): every missing page was
+  // failed (SIGBUS), and new mappings are filled eagerly.
+  std::atomic<bool> broken{false};
   FillPolicy fill_policy = FillPolicy::readahead;
   FaultObserver observer;
   Workers* workers = nullptr;
-  std::mutex hint_mu;  // guards hints
+  Mutex hint_mu{LockRank::fill_hints};  // guards hints
   std::unordered_map<uint32_t, std::shared_ptr<const FillHint>> hints;  // by RemoteObject id
 
   std::atomic<uint64_t> faults{0}, fault_wait_ns{0}, bytes_mapped{0}, bytes_filled{0}, fault_bytes{0},
@@ -135,11 +147,15 @@ struct MappingManager::Impl {
                           uint64_t offset);
   std::vector<std::shared_ptr<Region>> overlapping(uintptr_t a, uint64_t len);  // caller holds mu
   void forget(const std::shared_ptr<Region>& r);                                // caller holds mu
+  void publish();  // caller holds mu exclusive: region_count, lo_addr, hi_addr from regions
   void split_around(const std::shared_ptr<Region>& r, uintptr_t a, uint64_t len);  // caller holds mu
   void enqueue(const std::shared_ptr<Region>& r);
 
   // fault_loop.cpp
   void fault_loop();
+  // The userfaultfd failed for good (fault_loop): logs, sets `broken`, and fails every missing page of every
+  // registered region (SIGBUS), waking the threads that wait on them.
+  void uffd_failed(const char* what, int err);
   std::vector<FaultJob> plan_faults(const std::vector<uintptr_t>& addrs);
   void handle_faults(const std::vector<uintptr_t>& addrs, uint64_t t0);
   void resolve(FaultJob& job, const ChunkRef& ref);
@@ -158,7 +174,9 @@ struct MappingManager::Impl {
   uint64_t window_pages(uint32_t nfaults) const;
   // Copies pages [p0, p1) of r that are not yet filled, all inside chunk `ref`. Takes r.mu shared.
   // False when the region is dead or its range is gone.
-  bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch = false);
+  // *err (if given) is the errno when a placement failed (0 when the region died or the range is gone).
+  bool copy_from_chunk(Region& r, const ChunkRef& ref, uint64_t p0, uint64_t p1, bool touch = false,
+                       int* err = nullptr);
   // The filler's alternative to copy_from_chunk for a whole chunk k (fault_loop.cpp, "Huge pages by move"):
   // takes the chunk's buffer out of the cache and moves its huge pages into r, copying the rest.
   // 1: every missing page of the chunk in r placed; 0: not done (not eligible, or the chunk is shared), copy
@@ -167,7 +185,7 @@ struct MappingManager::Impl {
   // After placing pages [a, b) of r (copy or move, result res; r.mu held): false, with a warning for a
   // failure, when they were not placed; else marks them filled, counts them, and with `touch` reads one byte
   // of each (the pre-touch).
-  bool placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch);
+  bool placed(Region& r, uint64_t a, uint64_t b, const uffd::CopyResult& res, bool touch, int* err = nullptr);
   void touch_placed(uintptr_t at, uint64_t pages) const;
   // Wakes the threads faulting on these pages of r (their access is retried).
   void wake_pages(const Region& r, const std::vector<uint64_t>& pages) const;
@@ -183,7 +201,8 @@ struct MappingManager::Impl {
   // at dst (moved with mremap, or copied from the taken buffer), false when the caller must copy from ref.
   bool move_whole_chunk_eager(const ChunkRef& ref, uint64_t k, std::byte* dst, uint64_t o, uint64_t n, int prot);
   // Eager region pages [p0, p1): the object's bytes copied over them again (MADV_DONTNEED on an eager
-  // mapping; with no userfaultfd a dropped page would read back as zeros). Caller holds r.mu exclusive. A
+  // mapping; with no userfaultfd a dropped page would read back as zeros). Called with no lock held: each
+  // chunk is fetched first, then copied under r.mu exclusive (stopping if the region died meanwhile). A
   // chunk that cannot be fetched turns its pages into SIGBUS pages. 0 or an errno.
   int restore_eager(Region& r, uint64_t p0, uint64_t p1);
   // Fills pages [p0, p1) synchronously (fill_for_kernel, fork, mremap). On a failed chunk with
@@ -191,6 +210,9 @@ struct MappingManager::Impl {
   Result<void> fill_range(Region& r, uint64_t p0, uint64_t p1, bool sigbus_on_failure);
   // Replaces pages [p0, p1) with the SIGBUS mapping and wakes their waiters. Takes r.mu exclusive.
   void fail_pages(Region& r, uint64_t p0, uint64_t p1, const Error& why);
+  // Replaces the pages of [p0, p1) that are still missing with the SIGBUS mapping (under r.mu exclusive) and
+  // wakes their waiters; pages already placed keep their bytes. Returns how many pages it failed.
+  uint64_t fail_missing(Region& r, uint64_t p0, uint64_t p1);
   // Pages [c0, c1) of r that lie in chunk k (clipped to the data pages).
   void chunk_pages(const Region& r, uint64_t k, uint64_t* c0, uint64_t* c1) const;
   uint64_t chunk_of(const Region& r, uint64_t p) const {

@@ -13,21 +13,24 @@
 //
 // Calls on managed memory. munmap: the real munmap, then the region is split around the hole (the
 // remaining pieces keep their registration, the kernel splits the VMA). madvise(MADV_DONTNEED/FREE/REMOVE):
-// the real call, then the pages' bits are cleared; the next access faults and is refilled. mremap: the
-// region is filled completely, unregistered and forgotten, then the real mremap runs (the result is plain
-// memory with the right bytes; growing it gives zero pages, not file bytes — nobody grows a model mapping).
-// Each takes the region's lock exclusively, so no UFFDIO_COPY is in progress on it and none starts after.
+// the real call, then the pages' bits are cleared; the next access faults and is refilled (eager regions:
+// the bytes are copied back after the locks are released). mremap: the region is filled completely (no lock
+// held), then, under the lock and checked still complete, unregistered and forgotten, and the real mremap
+// runs (the result is plain memory with the right bytes; growing it gives zero pages, not file bytes —
+// nobody grows a model mapping). Each takes the region's lock exclusively, so no UFFDIO_COPY is in progress
+// on it and none starts after. No lock of the manager is held while a chunk is fetched (docs/DESIGN.md "Locks").
 //
 // Fork. Without UFFD_FEATURE_EVENT_FORK the child's copy of a registered VMA is unregistered and its
 // missing pages would read as zeros; that feature needs CAP_SYS_PTRACE (kernel >= 5.11, verified here:
 // tests/unit/uffd "EVENT_FORK needs privilege"), which an unprivileged process lacks. So before_fork fills
-// every mapping completely (and keeps the manager locked through fork); the child closes the inherited
+// every mapping completely (without a lock, then checked under the lock kept through fork); the child closes the inherited
 // uffd (it belongs to the parent's mm), forgets the regions (its copies are plain, filled memory) and
 // opens a new uffd on its next map().
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -140,6 +143,19 @@ std::vector<std::shared_ptr<Region>> MappingManager::Impl::overlapping(uintptr_t
 void MappingManager::Impl::forget(const std::shared_ptr<Region>& r) {
   r->dead = true;
   regions.erase(r->start);
+  publish();
+}
+
+void MappingManager::Impl::publish() {
+  if (regions.empty()) {
+    lo_addr.store(0, std::memory_order_relaxed);
+    hi_addr.store(0, std::memory_order_relaxed);
+  } else {
+    // Regions never overlap: the last by start ends last.
+    const auto& last = *regions.rbegin();
+    lo_addr.store(regions.begin()->first, std::memory_order_relaxed);
+    hi_addr.store(last.first + last.second->pages * page, std::memory_order_relaxed);
+  }
   region_count.store(regions.size(), std::memory_order_release);
 }
 
@@ -166,7 +182,7 @@ void MappingManager::Impl::split_around(const std::shared_ptr<Region>& r, uintpt
     regions[right->start] = right;
     if (right->nfaults.load() > 0) enqueue(right);
   }
-  region_count.store(regions.size(), std::memory_order_release);
+  publish();
 }
 
 void MappingManager::Impl::enqueue(const std::shared_ptr<Region>& r) {
@@ -190,7 +206,7 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   const int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE));
   // MAP_FIXED replaces whatever is there: managed regions in the range stop being managed.
   std::vector<std::shared_ptr<Region>> replaced;
-  std::vector<std::unique_lock<std::shared_mutex>> held;
+  std::vector<std::unique_lock<SharedMutex>> held;
   if (flags & MAP_FIXED) replaced = overlapping(reinterpret_cast<uintptr_t>(addr), len);
   for (auto& r : replaced) held.emplace_back(r->mu);
   // Where the app lets us choose, a read-write mapping starts on a 2 MiB boundary, so that its 2 MiB blocks
@@ -219,7 +235,7 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   }
   auto region = std::make_shared<Region>(start, pages, offset, data, prot, std::move(obj));
   regions[start] = region;
-  region_count.store(regions.size(), std::memory_order_release);
+  publish();
   bytes_mapped.fetch_add(len, std::memory_order_relaxed);
   lock.unlock();
   // Nothing is fetched or copied until the first fault (filler.cpp: lazy fill window).
@@ -326,7 +342,7 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
     region->filled.set_range(0, data);
     std::lock_guard lock(mu);
     regions[region->start] = region;
-    region_count.store(regions.size(), std::memory_order_release);
+    publish();
   }
   eager_maps.fetch_add(1, std::memory_order_relaxed);
   bytes_mapped.fetch_add(len, std::memory_order_relaxed);
@@ -374,15 +390,21 @@ Result<void*> MappingManager::map(std::shared_ptr<const RemoteObject> object, vo
     return make_error(EACCES, "mmap: a writable shared mapping of a read-only remote file");
   uint64_t len = 0;
   if (!checked_align_up(length, im.page, &len)) return make_error(ENOMEM, "mmap: length overflows");
-  if (im.mode == MapMode::eager) return im.map_eager(std::move(object), addr, len, prot, flags, offset);
+  if (im.mode == MapMode::eager || im.broken.load(std::memory_order_acquire))
+    return im.map_eager(std::move(object), addr, len, prot, flags, offset);
   return im.map_uffd(std::move(object), addr, len, prot, flags, offset);
 }
 
 bool MappingManager::overlaps(const void* addr, size_t length) const {
   Impl& im = *impl_;
   if (im.region_count.load(std::memory_order_acquire) == 0) return false;
-  std::lock_guard lock(im.mu);
-  return !im.overlapping(reinterpret_cast<uintptr_t>(addr), std::max<uint64_t>(length, 1)).empty();
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  const uint64_t len = std::max<uint64_t>(length, 1);
+  // Outside the span of all mappings (the common case for a read/write buffer on the heap or stack): no lock.
+  if (a >= im.hi_addr.load(std::memory_order_relaxed) || a + len <= im.lo_addr.load(std::memory_order_relaxed))
+    return false;
+  std::shared_lock lock(im.mu);
+  return !im.overlapping(a, len).empty();
 }
 
 bool MappingManager::munmap(void* addr, size_t length, int* rc) {
@@ -395,7 +417,7 @@ bool MappingManager::munmap(void* addr, size_t length, int* rc) {
   std::lock_guard lock(im.mu);
   auto rs = im.overlapping(a, len);
   if (rs.empty()) return false;
-  std::vector<std::unique_lock<std::shared_mutex>> held;
+  std::vector<std::unique_lock<SharedMutex>> held;
   for (auto& r : rs) held.emplace_back(r->mu);
   *rc = im.sys.munmap(addr, length);
   if (*rc == 0)
@@ -411,69 +433,81 @@ bool MappingManager::madvise(void* addr, size_t length, int advice, int* rc) {
   if (!drops || im.region_count.load(std::memory_order_acquire) == 0 || a % im.page != 0 || length == 0 ||
       !checked_align_up(length, im.page, &len))
     return false;
-  std::lock_guard lock(im.mu);
-  auto rs = im.overlapping(a, len);
-  if (rs.empty()) return false;
-  std::vector<std::unique_lock<std::shared_mutex>> held;
-  for (auto& r : rs) held.emplace_back(r->mu);
   // Eager regions keep their pages: the kernel would leave zeros there (nothing catches the next access), so
   // MADV_DONTNEED copies the object's bytes back over them instead, which is what a private file mapping
   // reads after a drop (private writes undone), with no window where a reader sees zeros; MADV_FREE, only
   // a hint, does nothing to them. The rest of the range (uffd regions, other memory) gets the real call.
   // Like the kernel, every piece gets its advice and the first error is the call's (ENOMEM for a hole).
-  int err = 0;
-  auto note = [&](int r) {
-    if (r != 0 && err == 0) err = errno;
+  // The copies back need chunks from the store: they run after the manager's lock is released.
+  struct Restore {
+    std::shared_ptr<Region> r;
+    uint64_t p0, p1;
   };
-  uintptr_t pos = a;
-  for (auto& r : rs) {
-    if (!r->eager) continue;
-    const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
-    if (lo > pos) note(im.sys.madvise(reinterpret_cast<void*>(pos), lo - pos, advice));
-    const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
-    if (advice == MADV_DONTNEED && p0 < p1)
-      if (const int e = im.restore_eager(*r, p0, p1); e != 0 && err == 0) err = e;
-    pos = hi;
-  }
-  if (pos < a + len) note(im.sys.madvise(reinterpret_cast<void*>(pos), a + len - pos, advice));
-  *rc = err == 0 ? 0 : -1;
-  if (err != 0) errno = err;
-  for (auto& r : rs) {
-    if (!r->eager) {
+  std::vector<Restore> restores;
+  int err = 0;
+  {
+    std::lock_guard lock(im.mu);
+    auto rs = im.overlapping(a, len);
+    if (rs.empty()) return false;
+    std::vector<std::unique_lock<SharedMutex>> held;
+    for (auto& r : rs) held.emplace_back(r->mu);
+    auto note = [&](int r) {
+      if (r != 0 && err == 0) err = errno;
+    };
+    // With the userfaultfd gone (uffd_failed) nothing would refill a dropped page: uffd regions keep theirs.
+    const bool keep_uffd = im.broken.load(std::memory_order_acquire);
+    uintptr_t pos = a;
+    for (auto& r : rs) {
+      if (!r->eager && !keep_uffd) continue;
       const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
+      if (lo > pos) note(im.sys.madvise(reinterpret_cast<void*>(pos), lo - pos, advice));
       const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
-      if (p0 < p1) r->filled.clear_range(p0, p1);  // the fault path refills them on the next access
+      if (r->eager && advice == MADV_DONTNEED && p0 < p1) restores.push_back(Restore{r, p0, p1});
+      pos = hi;
+    }
+    if (pos < a + len) note(im.sys.madvise(reinterpret_cast<void*>(pos), a + len - pos, advice));
+    for (auto& r : rs) {
+      if (!r->eager && !keep_uffd) {
+        const uintptr_t lo = std::max(a, r->start), hi = std::min<uintptr_t>(a + len, r->start + r->pages * im.page);
+        const uint64_t p0 = (lo - r->start) / im.page, p1 = std::min((hi - r->start) / im.page, r->data_pages);
+        if (p0 < p1) r->filled.clear_range(p0, p1);  // the fault path refills them on the next access
+      }
     }
   }
+  for (const Restore& x : restores)
+    if (const int e = im.restore_eager(*x.r, x.p0, x.p1); e != 0 && err == 0) err = e;
+  *rc = err == 0 ? 0 : -1;
+  if (err != 0) errno = err;
   return true;
 }
 
 int MappingManager::Impl::restore_eager(Region& r, uint64_t p0, uint64_t p1) {
   auto* at = reinterpret_cast<std::byte*>(r.start);
   const bool ro = !(r.prot & PROT_WRITE);
-  if (ro && ::mprotect(at + p0 * page, (p1 - p0) * page, r.prot | PROT_READ | PROT_WRITE) != 0) return errno;
-  int out = 0;
   for (uint64_t p = p0; p < p1;) {
     const uint64_t k = chunk_of(r, p);
     uint64_t c0, c1;
     chunk_pages(r, k, &c0, &c1);
     const uint64_t e = std::min(c1, p1);
-    auto ref = cache.get(*r.object, k, Priority::demand);
+    auto ref = cache.get(*r.object, k, Priority::demand);  // no lock held: this may wait for the network
+    std::unique_lock lock(r.mu);
+    // Unmapped or split meanwhile (munmap, MAP_FIXED, mremap): the rest is not this region's any more. Its
+    // pages were never dropped (the real madvise does not run on eager pages), so they keep their bytes.
+    if (r.dead) return 0;
     if (!ref) {
       MF_ERROR("%s: cannot restore bytes %llu-%llu of an eager mapping after MADV_DONTNEED: %s; they raise SIGBUS",
                r.object->path.c_str(), static_cast<unsigned long long>(r.obj_offset + p * page),
                static_cast<unsigned long long>(r.obj_offset + p1 * page - 1), ref.error().message.c_str());
       install_sigbus(r, p, p1);
-      out = ref.error().code;
-      p1 = p;  // nothing past here to re-protect: it is the SIGBUS mapping now
-      break;
+      return ref.error().code;
     }
+    if (ro && ::mprotect(at + p * page, (e - p) * page, r.prot | PROT_READ | PROT_WRITE) != 0) return errno;
     std::memcpy(at + p * page, ref->data() + (r.obj_offset + p * page - ref->offset()), (e - p) * page);
+    if (ro) ::mprotect(at + p * page, (e - p) * page, r.prot);
     cache.note_served((e - p) * page);
     p = e;
   }
-  if (ro && p1 > p0) ::mprotect(at + p0 * page, (p1 - p0) * page, r.prot);
-  return out;
+  return 0;
 }
 
 bool MappingManager::mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr,
@@ -484,17 +518,33 @@ bool MappingManager::mremap(void* old_addr, size_t old_size, size_t new_size, in
   if (im.region_count.load(std::memory_order_acquire) == 0 || a % im.page != 0 || old_size == 0 ||
       !checked_align_up(old_size, im.page, &len))
     return false;
-  std::lock_guard lock(im.mu);
-  auto rs = im.overlapping(a, len);
-  if (rs.empty()) return false;
-  for (auto& r : rs) {
-    (void)im.fill_range(*r, 0, r->data_pages, true);  // failed chunks become SIGBUS pages, never zeros
-    std::unique_lock rl(r->mu);
-    if (r->data_pages > 0) (void)uffd::unregister(im.uffd, r->start, r->data_pages * im.page);
-    im.forget(r);
+  // Filled with no lock held (the fill may wait for the network), then checked complete under the lock, which
+  // is then kept until the real mremap: no fault, fill or madvise can change the pages in between. A range
+  // that keeps changing under us is filled under the lock after kForkFillPasses tries.
+  for (int pass = 0;; ++pass) {
+    if (pass < kForkFillPasses) {
+      std::vector<std::shared_ptr<Region>> rs;
+      {
+        std::shared_lock lock(im.mu);
+        rs = im.overlapping(a, len);
+      }
+      if (rs.empty()) return false;
+      for (auto& r : rs) (void)im.fill_range(*r, 0, r->data_pages, true);  // failed chunks: SIGBUS pages, never zeros
+    }
+    std::lock_guard lock(im.mu);
+    auto rs = im.overlapping(a, len);
+    if (rs.empty()) return false;
+    const bool complete = std::all_of(rs.begin(), rs.end(), [](const auto& r) { return r->filled.all(); });
+    if (!complete && pass < kForkFillPasses) continue;
+    for (auto& r : rs) {
+      if (!r->filled.all()) (void)im.fill_range(*r, 0, r->data_pages, true);
+      std::unique_lock rl(r->mu);
+      if (!r->eager && r->data_pages > 0) (void)uffd::unregister(im.uffd, r->start, r->data_pages * im.page);
+      im.forget(r);
+    }
+    *result = im.sys.mremap(old_addr, old_size, new_size, flags, new_addr);
+    return true;
   }
-  *result = im.sys.mremap(old_addr, old_size, new_size, flags, new_addr);
-  return true;
 }
 
 Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
@@ -504,7 +554,7 @@ Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
   const uintptr_t e = reinterpret_cast<uintptr_t>(addr) + length;
   std::vector<std::shared_ptr<Region>> rs;
   {
-    std::lock_guard lock(im.mu);
+    std::shared_lock lock(im.mu);
     rs = im.overlapping(a, e - a);
   }
   for (auto& r : rs) {
@@ -517,13 +567,34 @@ Result<void> MappingManager::fill_for_kernel(const void* addr, size_t length) {
   return {};
 }
 
-void MappingManager::before_fork() {
+void MappingManager::fill_for_fork() {
   Impl& im = *impl_;
-  im.mu.lock();  // held until after_fork_*: no mapping appears between the fill and the fork
-  for (auto& [start, r] : im.regions) (void)im.fill_range(*r, 0, r->data_pages, true);
+  for (int pass = 0; pass < kForkFillPasses; ++pass) {
+    std::vector<std::shared_ptr<Region>> rs;
+    {
+      std::shared_lock lock(im.mu);
+      for (auto& [start, r] : im.regions)
+        if (!r->filled.all()) rs.push_back(r);
+    }
+    if (rs.empty()) return;
+    for (auto& r : rs) (void)im.fill_range(*r, 0, r->data_pages, true);  // no lock held
+  }
 }
 
-void MappingManager::after_fork_parent() { impl_->mu.unlock(); }
+void MappingManager::before_fork() {
+  Impl& im = *impl_;
+  fill_for_fork();
+  im.mu.lock();  // held until after_fork_*: no mapping appears or drops pages between the fill and the fork
+  // A mapping made, or pages dropped, since fill_for_fork (rare): filled now, under the lock.
+  for (auto& [start, r] : im.regions)
+    if (!r->filled.all()) (void)im.fill_range(*r, 0, r->data_pages, true);
+  im.hint_mu.lock();
+}
+
+void MappingManager::after_fork_parent() {
+  impl_->hint_mu.unlock();
+  impl_->mu.unlock();
+}
 
 void MappingManager::after_fork_child() {
   Impl& im = *impl_;
@@ -531,13 +602,15 @@ void MappingManager::after_fork_child() {
   // Workers owns std::threads that are not joinable in this process: both are leaked on purpose.
   new std::map<uintptr_t, std::shared_ptr<Region>>(std::move(im.regions));
   im.regions.clear();
-  im.region_count.store(0, std::memory_order_release);
+  im.publish();
   if (im.workers) {
     close_own_fd(im.workers->quit_fd);
     im.workers = nullptr;
   }
   if (im.uffd >= 0) close_own_fd(im.uffd);  // the parent's context: using it here would act on the parent's mm
   im.uffd = -1;
+  im.broken.store(false);
+  im.hint_mu.unlock();
   im.mu.unlock();
 }
 

@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +20,27 @@
 #endif
 
 namespace mf::uffd {
+namespace {
+
+int libc_ioctl(int fd, unsigned long request, void* arg) { return ::ioctl(fd, request, arg); }
+std::atomic<int (*)(int, unsigned long, void*)> g_ioctl{libc_ioctl};
+std::atomic<ssize_t (*)(int, void*, size_t)> g_read{::read};
+std::atomic<int (*)(pollfd*, nfds_t, int)> g_poll{::poll};
+
+}  // namespace
+
+int sys_ioctl(int fd, unsigned long request, void* arg) {
+  return g_ioctl.load(std::memory_order_relaxed)(fd, request, arg);
+}
+ssize_t sys_read(int fd, void* buf, size_t n) { return g_read.load(std::memory_order_relaxed)(fd, buf, n); }
+int sys_poll(pollfd* fds, nfds_t n, int timeout) { return g_poll.load(std::memory_order_relaxed)(fds, n, timeout); }
+
+void set_syscalls_for_test(const TestSyscalls& s) {
+  g_ioctl.store(s.ioctl ? s.ioctl : libc_ioctl);
+  g_read.store(s.read ? s.read : ::read);
+  g_poll.store(s.poll ? s.poll : ::poll);
+}
+
 namespace {
 
 // CAP_SYS_PTRACE (bit 19) in the effective set, read from /proc (no libcap dependency).
@@ -117,7 +140,7 @@ Result<void> register_missing(int fd, uintptr_t addr, uint64_t len) {
   reg.range.start = addr;
   reg.range.len = len;
   reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-  if (::ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
+  if (sys_ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
     const int e = errno;
     return make_error(e, std::string("UFFDIO_REGISTER: ") + std::strerror(e));
   }
@@ -130,7 +153,7 @@ Result<void> register_missing(int fd, uintptr_t addr, uint64_t len) {
 
 Result<void> unregister(int fd, uintptr_t addr, uint64_t len) {
   uffdio_range range{addr, len};
-  if (::ioctl(fd, UFFDIO_UNREGISTER, &range) != 0) {
+  if (sys_ioctl(fd, UFFDIO_UNREGISTER, &range) != 0) {
     const int e = errno;
     return make_error(e, std::string("UFFDIO_UNREGISTER: ") + std::strerror(e));
   }
@@ -139,7 +162,7 @@ Result<void> unregister(int fd, uintptr_t addr, uint64_t len) {
 
 int wake(int fd, uintptr_t addr, uint64_t len) {
   uffdio_range range{addr, len};
-  return ::ioctl(fd, UFFDIO_WAKE, &range);
+  return sys_ioctl(fd, UFFDIO_WAKE, &range);
 }
 
 CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint64_t page) {
@@ -152,7 +175,7 @@ CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint6
     c.src = reinterpret_cast<uintptr_t>(src + done);
     c.len = len - done;
     c.mode = 0;
-    if (::ioctl(fd, UFFDIO_COPY, &c) == 0) {
+    if (sys_ioctl(fd, UFFDIO_COPY, &c) == 0) {
       out.copied += len - done;
       return out;
     }
@@ -181,7 +204,7 @@ CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint6
 CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len) {
   CopyResult out;
   MoveArgs m{dst, reinterpret_cast<uintptr_t>(src), len, 0, 0};
-  if (::ioctl(fd, kIoctlMove, &m) == 0) {
+  if (sys_ioctl(fd, kIoctlMove, &m) == 0) {
     out.copied = len;
     return out;
   }

@@ -10,11 +10,15 @@
 // unprivileged process does not log a refused syscall for nothing.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "core/util/result.hpp"
+
+struct pollfd;
 
 namespace mf::uffd {
 
@@ -57,5 +61,19 @@ CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint6
 // places the rest with copy() (src still holds those bytes). EEXIST: a dst page is present; EINVAL: the two
 // areas are not compatible (protection, mlock); EBUSY: src is shared (after fork).
 CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len);
+
+// The calls on an open userfaultfd (the ioctls above, and the fault thread's poll and read) go through these,
+// so that tests can inject failures (tests/unit/uffd/test_fault_errors.cpp). Libc's by default.
+int sys_ioctl(int fd, unsigned long request, void* arg);
+ssize_t sys_read(int fd, void* buf, size_t n);
+int sys_poll(struct pollfd* fds, unsigned long n, int timeout);
+
+// Test seam, never set by the shim: replaces the calls above for the whole process (null: libc's).
+struct TestSyscalls {
+  int (*ioctl)(int fd, unsigned long request, void* arg) = nullptr;
+  ssize_t (*read)(int fd, void* buf, size_t n) = nullptr;
+  int (*poll)(struct pollfd* fds, unsigned long n, int timeout) = nullptr;
+};
+void set_syscalls_for_test(const TestSyscalls& s);
 
 }  // namespace mf::uffd

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/cache/chunk_cache.hpp"
+#include "core/util/lock.hpp"
 #include "core/vfs/tree.hpp"
 
 namespace mf {
@@ -78,7 +79,7 @@ class FdTable {
 
   std::atomic<uint64_t> bits_[kBitmapFds / 64] = {};
   std::atomic<uint32_t> high_{0};  // marked fds >= kBitmapFds
-  mutable std::mutex mu_;
+  mutable Mutex mu_{LockRank::fd_table};
   std::unordered_map<int, std::shared_ptr<OpenFile>> files_;
 };
 

@@ -71,7 +71,8 @@ class MappingManager {
   Result<void*> map(std::shared_ptr<const RemoteObject> object, void* addr, size_t length, int prot, int flags,
                     uint64_t offset);
 
-  // True when [addr, addr+length) overlaps a managed mapping. Cheap (one atomic load) when none exist.
+  // True when [addr, addr+length) overlaps a managed mapping. Cheap (one atomic load) when none exist, two
+  // more when the range lies outside every mapping's span; otherwise a shared lock (never held long).
   bool overlaps(const void* addr, size_t length) const;
 
   // Hooks for calls on memory that may be managed. Each returns false when the range holds no managed
@@ -84,10 +85,14 @@ class MappingManager {
   // under UFFD_USER_MODE_ONLY). Returns an error if the fill failed.
   Result<void> fill_for_kernel(const void* addr, size_t length);
 
-  // pthread_atfork handlers: before fork every registered mapping is filled completely (the child's copy
-  // of a registered private mapping is not registered: its missing pages would read as zeros). Order with
-  // the cache: prepare = before_fork() then ChunkCache::before_fork(); parent/child = the cache's first.
-  // The child closes the inherited uffd, forgets its regions and opens a new uffd on its next map().
+  // Fork. Every registered mapping must be filled completely before fork (the child's copy of a registered
+  // private mapping is not registered: its missing pages would read as zeros). fill_for_fork() does that
+  // holding no lock (call it before taking any lock); before_fork() then takes the manager's locks (held
+  // until after_fork_*: no mapping appears or drops pages before the fork) and fills what a mapping made
+  // meanwhile still lacks (usually nothing; it calls fill_for_fork() first itself). Order with the cache:
+  // prepare = before_fork() then ChunkCache::before_fork(); parent/child = the cache's first. The child
+  // closes the inherited uffd, forgets its regions and opens a new uffd on its next map().
+  void fill_for_fork();
   void before_fork();
   void after_fork_parent();
   void after_fork_child();

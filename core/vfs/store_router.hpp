@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/remote/store.hpp"
+#include "core/util/lock.hpp"
 
 namespace mf {
 
@@ -41,7 +42,7 @@ class StoreRouter final : public ObjectStore {
   Result<ObjectStore*> route(std::string_view full, std::string_view* key, std::string* store_url);
 
   StoreFactory factory_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_{LockRank::router};
   std::map<std::string, std::unique_ptr<ObjectStore>, std::less<>> stores_;
   StoreStats sum_locked() const;
   StoreStats abandoned_;  // totals of the stores a fork left behind, so the child's stats stay cumulative

@@ -68,14 +68,10 @@ int64_t parse_http_time(std::string_view t) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_root) {
-  auto it = dirs_.find(prefix);
-  if (it != dirs_.end()) return &it->second;
-  auto listing = store_.list(prefix, true);
-  if (!listing) return listing.error();
+Tree::Dir Tree::make_dir(const Listing& listing, const std::string& prefix, bool is_root) const {
   Dir dir;
-  dir.exists = is_root || !listing->objects.empty() || !listing->common_prefixes.empty();
-  for (const auto& o : listing->objects) {
+  dir.exists = is_root || !listing.objects.empty() || !listing.common_prefixes.empty();
+  for (const auto& o : listing.objects) {
     if (o.key.size() <= prefix.size()) continue;  // the "folder/" marker object itself
     std::string name = o.key.substr(prefix.size());
     if (size_t slash = name.find('/'); slash != std::string::npos) {
@@ -88,7 +84,7 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     Node n{NodeKind::file, o, parse_http_time(o.last_modified)};
     dir.children.emplace(std::move(name), std::move(n));
   }
-  for (const auto& p : listing->common_prefixes) {
+  for (const auto& p : listing.common_prefixes) {
     if (p.size() <= prefix.size() + 1 || p.compare(0, prefix.size(), prefix) != 0) continue;
     // Only the first component: s3rver returns "a/b/c/" for a delimited listing of "a/" when keys are
     // two levels deep; S3 returns "a/b/".
@@ -98,49 +94,108 @@ Result<const Tree::Dir*> Tree::dir_locked(const std::string& prefix, bool is_roo
     // A key "a/b" and a prefix "a/b/" can both exist; the directory wins, as in s3fs and mountpoint-s3.
     dir.children.insert_or_assign(std::move(name), Node{NodeKind::dir, {}, 0});
   }
-  return &dirs_.emplace(prefix, std::move(dir)).first->second;
+  return dir;
+}
+
+Result<const Tree::Dir*> Tree::dir(std::unique_lock<Mutex>& lock, const std::string& prefix, bool is_root) {
+  for (;;) {
+    if (auto it = dirs_.find(prefix); it != dirs_.end()) return &it->second;
+    if (auto f = dir_flights_.find(prefix); f != dir_flights_.end()) {
+      std::shared_ptr<Flight> flight = f->second;
+      flight->cv.wait(lock, [&] { return flight->done; });
+      if (flight->error) return *flight->error;
+      continue;  // in dirs_ now
+    }
+    auto flight = std::make_shared<Flight>();
+    dir_flights_.emplace(prefix, flight);
+    lock.unlock();
+    auto listing = store_.list(prefix, true);
+    std::optional<Dir> made;
+    if (listing) made = make_dir(*listing, prefix, is_root);
+    lock.lock();
+    const Dir* out = nullptr;
+    if (made) out = &dirs_.insert_or_assign(prefix, std::move(*made)).first->second;
+    else flight->error = listing.error();
+    flight->done = true;
+    if (auto f = dir_flights_.find(prefix); f != dir_flights_.end() && f->second == flight) dir_flights_.erase(f);
+    flight->cv.notify_all();
+    if (!out) return listing.error();
+    return out;
+  }
+}
+
+Result<Node> Tree::head(std::unique_lock<Mutex>& lock, const std::string& key) {
+  for (;;) {
+    if (auto it = heads_.find(key); it != heads_.end()) return it->second;
+    if (auto f = head_flights_.find(key); f != head_flights_.end()) {
+      std::shared_ptr<Flight> flight = f->second;
+      flight->cv.wait(lock, [&] { return flight->done; });
+      return *flight->head;
+    }
+    auto flight = std::make_shared<Flight>();
+    head_flights_.emplace(key, flight);
+    lock.unlock();
+    auto info = store_.stat(key);
+    Result<Node> node = info ? Result<Node>(Node{NodeKind::file, *info, parse_http_time(info->last_modified)})
+                             : Result<Node>(info.error());
+    if (!info && info.error().code != ENOENT)
+      MF_WARN("%s", info.error().message.c_str());  // e.g. a TLS failure: the program sees only the errno
+    lock.lock();
+    if (info || info.error().code == ENOENT) heads_.insert_or_assign(key, node);  // transient errors are retried
+    flight->head = node;
+    flight->done = true;
+    if (auto f = head_flights_.find(key); f != head_flights_.end() && f->second == flight) head_flights_.erase(f);
+    flight->cv.notify_all();
+    return node;
+  }
 }
 
 Result<Node> Tree::lookup(const std::string& key_base, std::string_view rel) {
   if (rel.empty()) return Node{NodeKind::dir, {}, 0};
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   std::string_view parent = parent_of(rel);
   std::string prefix = key_base;
   if (!parent.empty()) (prefix += parent) += '/';
-  auto dir = dir_locked(prefix, parent.empty());
-  if (dir) {
-    if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
-    auto it = (*dir)->children.find(base_of(rel));
-    if (it == (*dir)->children.end()) return make_error(ENOENT, "no such file or directory");
+  auto d = dir(lock, prefix, parent.empty());
+  if (d) {
+    if (!(*d)->exists) return make_error(ENOENT, "no such directory");
+    auto it = (*d)->children.find(base_of(rel));
+    if (it == (*d)->children.end()) return make_error(ENOENT, "no such file or directory");
     return it->second;
   }
-  if (dir.error().code == ENOENT) return dir.error();
+  if (d.error().code == ENOENT) return d.error();
   // No listing (plain HTTP, or a policy that allows GetObject but not ListBucket): HEAD the key.
-  std::string key = key_base + std::string(rel);
-  auto cached = heads_.find(key);
-  if (cached != heads_.end()) return cached->second;
-  auto info = store_.stat(key);
-  Result<Node> node = info ? Result<Node>(Node{NodeKind::file, *info, parse_http_time(info->last_modified)})
-                           : Result<Node>(info.error());
-  if (info || info.error().code == ENOENT) heads_.emplace(key, node);  // transient errors are retried
-  else MF_WARN("%s", info.error().message.c_str());  // e.g. a TLS failure: the program sees only the errno
-  return node;
+  return head(lock, key_base + std::string(rel));
 }
 
 Result<std::vector<DirEntry>> Tree::list(const std::string& key_base, std::string_view rel) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   std::string prefix = key_base;
   if (!rel.empty()) (prefix += rel) += '/';
-  auto dir = dir_locked(prefix, rel.empty());
-  if (!dir) {
-    if (dir.error().code != ENOENT) MF_WARN("%s", dir.error().message.c_str());
-    return dir.error();
+  auto d = dir(lock, prefix, rel.empty());
+  if (!d) {
+    if (d.error().code != ENOENT) MF_WARN("%s", d.error().message.c_str());
+    return d.error();
   }
-  if (!(*dir)->exists) return make_error(ENOENT, "no such directory");
+  if (!(*d)->exists) return make_error(ENOENT, "no such directory");
   std::vector<DirEntry> out;
-  out.reserve((*dir)->children.size());
-  for (const auto& [name, node] : (*dir)->children) out.push_back(DirEntry{name, node.kind});
+  out.reserve((*d)->children.size());
+  for (const auto& [name, node] : (*d)->children) out.push_back(DirEntry{name, node.kind});
   return out;
+}
+
+void Tree::before_fork() { mu_.lock(); }
+void Tree::after_fork_parent() { mu_.unlock(); }
+
+void Tree::after_fork_child() {
+  // The threads that were asking are gone: their requests will never answer here. Abandon them (leaked, not
+  // destroyed: a condition variable with waiters from the parent must not be touched) so that the next
+  // lookup of those keys asks again. Listings and HEAD answers already made stay.
+  if (!dir_flights_.empty()) new auto(std::move(dir_flights_));
+  if (!head_flights_.empty()) new auto(std::move(head_flights_));
+  dir_flights_.clear();
+  head_flights_.clear();
+  mu_.unlock();
 }
 
 }  // namespace mf

@@ -7,16 +7,22 @@
 // answers included. When listing is not possible (plain HTTP remotes) a file is found with a HEAD; a
 // directory then exists only as the mount itself. A prefix with no object below it is not a directory
 // (S3 has no empty directories), except the mount, which always is.
+//
+// Concurrency: the lock guards the maps only. A listing or HEAD runs without it, once per key however many
+// threads ask (the others wait for that answer on the request's condition variable), so a slow listing of one
+// folder never holds up a stat in another, nor fork.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/remote/store.hpp"
+#include "core/util/lock.hpp"
 
 namespace mf {
 
@@ -45,18 +51,36 @@ class Tree {
   Result<Node> lookup(const std::string& key_base, std::string_view rel);
   Result<std::vector<DirEntry>> list(const std::string& key_base, std::string_view rel);
 
+  // pthread_atfork: prepare takes the lock (never held across a request, so this waits for a short critical
+  // section at most); the child abandons the requests in flight (their threads are gone: the next lookup
+  // of those keys asks again) and releases the lock.
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
+
  private:
   struct Dir {
     bool exists = false;
     std::map<std::string, Node, std::less<>> children;
   };
-  // The listing of dir prefix `prefix` (a router key ending in '/'), fetched once. Error if listing failed.
-  Result<const Dir*> dir_locked(const std::string& prefix, bool is_root);
+  // One request in flight for a key (single flight): later askers wait for its answer instead of asking too.
+  struct Flight {
+    bool done = false;
+    std::optional<Error> error;  // listing: why it failed (the Dir is in dirs_ otherwise)
+    std::optional<Result<Node>> head;  // HEAD: the answer
+    CondVar cv;
+  };
+  // The listing of dir prefix `prefix` (a router key ending in '/'), fetched once. `lock` holds mu_ on entry
+  // and on return; it is released while the listing request runs. Error if listing failed.
+  Result<const Dir*> dir(std::unique_lock<Mutex>& lock, const std::string& prefix, bool is_root);
+  Result<Node> head(std::unique_lock<Mutex>& lock, const std::string& key);
+  Dir make_dir(const Listing& listing, const std::string& prefix, bool is_root) const;
 
   ObjectStore& store_;
-  std::mutex mu_;  // held across the remote call: concurrent lookups of one folder wait for one listing
+  Mutex mu_{LockRank::tree};  // guards the maps below; never held across a store request
   std::map<std::string, Dir, std::less<>> dirs_;
   std::map<std::string, Result<Node>, std::less<>> heads_;  // HEAD answers when listing failed
+  std::map<std::string, std::shared_ptr<Flight>, std::less<>> dir_flights_, head_flights_;
 };
 
 }  // namespace mf

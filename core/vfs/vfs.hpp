@@ -160,18 +160,18 @@ class Vfs {
   Tree tree_;
   FdTable fds_;
 
-  std::mutex engine_mu_;
+  Mutex engine_mu_{LockRank::vfs_engine};
   std::unique_ptr<ChunkCache> cache_;
   std::unique_ptr<Prefetcher> prefetcher_;  // destroyed after mm_ (whose fault thread calls it)
   std::unique_ptr<MappingManager> mm_;
   std::atomic<MappingManager*> mm_ptr_{nullptr};
 
   // Leaf lock: held only to copy or replace cwd_ (never across a call).
-  mutable std::mutex cwd_mu_;
+  mutable Mutex cwd_mu_{LockRank::vfs_cwd};
   std::optional<std::string> cwd_;
   std::atomic<bool> has_cwd_{false};
 
-  mutable std::mutex objects_mu_;
+  mutable Mutex objects_mu_{LockRank::vfs_objects};
   std::map<std::string, std::shared_ptr<const RemoteObject>, std::less<>> objects_;  // by local path
   std::map<std::string, std::shared_ptr<FileCounters>, std::less<>> counters_;      // by local path
 };

@@ -1,9 +1,15 @@
 // Vfs: fork handlers and the MODELFETCH_STATS report.
 //
-// Fork order (pthread_atfork prepare): the MappingManager fills every registered mapping first (a child's
-// copy of a registered private mapping is not registered: missing pages would read as zeros), then the
-// cache and the router take their locks so the child inherits consistent state. In the child the stores'
-// I/O threads are gone: the router abandons them and creates fresh ones on the next request.
+// Fork (pthread_atfork, docs/DESIGN.md "Locks" and "Fork"). Prepare first fills every registered mapping
+// without holding any lock (a child's copy of a registered private mapping is not registered: its missing
+// pages would read as zeros), then takes every core lock in rank order (core/util/lock.hpp): the engine's,
+// the tree's, the objects', the prefetcher's, the fd table's, the mapping manager's (which fills what a
+// mapping made meanwhile still lacks) and its hints', the cache's, the router's and the virtual cwd's. No thread holds any of
+// them across network I/O, so prepare waits for short critical sections at most. The parent releases them
+// in reverse order. The child releases them too, after resetting what lived in threads that are gone: the
+// stores' I/O threads (the router abandons them and creates fresh ones on the next request), requests in
+// flight (the tree and the cache forget them, so the child asks again), the prefetcher and the mappings'
+// fault and fill threads (abandoned; a new map() starts new ones).
 #include <fcntl.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -16,24 +22,39 @@
 namespace mf {
 
 void Vfs::before_fork() {
+  if (MappingManager* mm = mappings()) mm->fill_for_fork();  // network, before any lock is taken
   engine_mu_.lock();
+  tree_.before_fork();
+  objects_mu_.lock();
+  if (prefetcher_) prefetcher_->before_fork();
+  fds_.lock();
   if (mm_) mm_->before_fork();
   if (cache_) cache_->before_fork();
   router_.before_fork();
+  cwd_mu_.lock();
 }
 
 void Vfs::after_fork_parent() {
+  cwd_mu_.unlock();
   router_.after_fork_parent();
   if (cache_) cache_->after_fork_parent();
   if (mm_) mm_->after_fork_parent();
+  fds_.unlock();
+  if (prefetcher_) prefetcher_->after_fork_parent();
+  objects_mu_.unlock();
+  tree_.after_fork_parent();
   engine_mu_.unlock();
 }
 
 void Vfs::after_fork_child() {
+  cwd_mu_.unlock();
   router_.after_fork_child();
   if (cache_) cache_->after_fork_child();
   if (mm_) mm_->after_fork_child();
+  fds_.unlock();
   if (prefetcher_) prefetcher_->after_fork_child();
+  objects_mu_.unlock();
+  tree_.after_fork_child();
   engine_mu_.unlock();
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/remote/credential_manager.hpp"
 #include "core/remote/range.hpp"
 #include "core/remote/request.hpp"
 #include "core/remote/retry.hpp"
@@ -57,10 +58,15 @@ struct Client::Impl {
   std::deque<std::unique_ptr<Transfer>> pending;
   std::vector<std::unique_ptr<Transfer>> active;
   std::vector<std::unique_ptr<Transfer>> delayed;
+  std::vector<std::unique_ptr<Transfer>> awaiting_credentials;  // refused as expired: wait for a refresh
   uint64_t rng = 0;
 
+  // Signing: the chain's credentials (config.use_chain on an s3 remote), made with the I/O thread.
+  std::unique_ptr<CredentialManager> credentials;
+  bool signs_with_chain() const { return config.use_chain && remote.is_s3(); }
+
   std::atomic<uint64_t> get_requests{0}, head_requests{0}, list_requests{0}, bytes_fetched{0}, retries{0},
-      errors{0};
+      errors{0}, credential_retries{0};
 
   Impl(RemoteUrl r, RemoteConfig c) : remote(std::move(r)), config(std::move(c)) {
     policy.max_retries = config.retries;
@@ -80,6 +86,8 @@ struct Client::Impl {
   Result<void> run_blocking(std::unique_ptr<Transfer> t, std::function<void(Transfer&)> on_success);
   void loop();
   void start_pending();
+  bool expired_refusal(Transfer& t, const AttemptOutcome& o);
+  void release_awaiting();
   void reap();
   void finish(std::unique_ptr<Transfer> t, CURLcode code);
   void complete(std::unique_ptr<Transfer> t, Result<void> r);
@@ -99,6 +107,12 @@ Result<void> Client::Impl::ensure_started() {
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);  // keep that many idle for reuse
   rng = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ reinterpret_cast<uintptr_t>(this);
+  if (signs_with_chain()) {  // resolves on its own thread; transfers wait in `pending` until it answers
+    CURLM* m = multi;
+    credentials = std::make_unique<CredentialManager>(config.credential_settings, config.refresh_ahead_s,
+                                                      [m] { curl_multi_wakeup(m); });
+    credentials->start();
+  }
   thread = start_internal_thread([this] { loop(); });
   thread_id = thread.get_id();
   started.store(true, std::memory_order_release);
@@ -146,15 +160,32 @@ void Client::Impl::complete(std::unique_ptr<Transfer> t, Result<void> r) {
 }
 
 void Client::Impl::start_pending() {
+  CredentialManager::Snapshot snap;
+  const Credentials* creds = signs_with_chain() ? nullptr : &config.credentials;
+  if (credentials) {
+    snap = credentials->current();
+    if (snap.state == CredentialManager::State::ready) creds = &snap.credentials->keys;
+  }
   while (!pending.empty() && active.size() < config.max_connections) {
-    std::unique_ptr<Transfer> t = std::move(pending.front());
-    pending.pop_front();
-    if (t->preset_error) {
+    if (pending.front()->preset_error) {
+      std::unique_ptr<Transfer> t = std::move(pending.front());
+      pending.pop_front();
       Error e = *t->preset_error;
       complete(std::move(t), std::move(e));
       continue;
     }
-    if (!t->begin_attempt(remote, config) || curl_multi_add_handle(multi, t->easy) != CURLM_OK) {
+    if (snap.state == CredentialManager::State::resolving && credentials) return;  // woken when it answers
+    std::unique_ptr<Transfer> t = std::move(pending.front());
+    pending.pop_front();
+    if (snap.state == CredentialManager::State::failed) {
+      Error e = *snap.error;
+      e.message = (t->kind == Transfer::Kind::head ? "HEAD " : t->kind == Transfer::Kind::list ? "LIST " : "GET ") +
+                  t->where + ": " + e.message;
+      complete(std::move(t), std::move(e));
+      continue;
+    }
+    t->cred_generation = snap.generation;
+    if (!t->begin_attempt(remote, config, creds) || curl_multi_add_handle(multi, t->easy) != CURLM_OK) {
       Error e = make_error(ENOMEM, "could not set up a transfer for " + t->where);
       complete(std::move(t), std::move(e));
       continue;
@@ -174,6 +205,13 @@ void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
     complete(std::move(t), {});
     return;
   }
+  if (d.kind == RetryDecision::Kind::fail && expired_refusal(*t, o)) {
+    MF_DEBUG("%s: refused for expired credentials; retrying once after a refresh", t->where.c_str());
+    credential_retries.fetch_add(1, std::memory_order_relaxed);
+    t->end_attempt();
+    awaiting_credentials.push_back(std::move(t));
+    return;
+  }
   Clock::time_point now = Clock::now();
   if (d.kind == RetryDecision::Kind::retry && now + std::chrono::milliseconds(d.delay_ms) < t->deadline) {
     MF_DEBUG("retrying %s (attempt %u, %llu ms)", t->where.c_str(), t->attempt + 1,
@@ -189,6 +227,45 @@ void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
   std::string msg = t->failure_message(o, err);
   if (d.kind == RetryDecision::Kind::retry) msg += " (MODELFETCH_TIMEOUT_MS reached)";
   complete(std::move(t), make_error(err, std::move(msg)));
+}
+
+// A refusal that new credentials could cure: S3's ExpiredToken/InvalidToken/TokenRefreshRequired, or any
+// 401/403 once the credentials' expiration has passed. Asks the manager for a refresh and marks the
+// transfer's one retry as spent; false (fail as usual) for static credentials or a second refusal.
+bool Client::Impl::expired_refusal(Transfer& t, const AttemptOutcome& o) {
+  if (!credentials || t.cred_retried || o.curl_code != 0 || (o.http_status != 400 && o.http_status != 401 &&
+                                                             o.http_status != 403))
+    return false;
+  std::string code = t.error_code();
+  bool token_code = code == "ExpiredToken" || code == "InvalidToken" || code == "TokenRefreshRequired" ||
+                    code == "ExpiredTokenException";
+  if (!token_code) {
+    if (o.http_status == 400) return false;
+    auto snap = credentials->current();
+    if (!snap.credentials || !snap.credentials->expiration || SystemClock::now() < *snap.credentials->expiration)
+      return false;
+  }
+  t.cred_wait_mark = credentials->attempts();
+  if (!credentials->reject(t.cred_generation)) return false;
+  t.cred_retried = true;
+  return true;
+}
+
+// Transfers waiting for new credentials go back to the queue once a refresh finished (or newer ones exist).
+void Client::Impl::release_awaiting() {
+  if (awaiting_credentials.empty()) return;
+  uint64_t attempts = credentials->attempts();
+  uint64_t generation = credentials->current().generation;
+  for (size_t i = 0; i < awaiting_credentials.size();) {
+    Transfer& t = *awaiting_credentials[i];
+    if (attempts > t.cred_wait_mark || generation != t.cred_generation) {
+      pending.push_front(std::move(awaiting_credentials[i]));
+      awaiting_credentials[i] = std::move(awaiting_credentials.back());
+      awaiting_credentials.pop_back();
+    } else {
+      ++i;
+    }
+  }
 }
 
 void Client::Impl::reap() {
@@ -238,6 +315,7 @@ void Client::Impl::loop() {
         ++i;
       }
     }
+    release_awaiting();
     start_pending();
     int running = 0;
     curl_multi_perform(multi, &running);
@@ -255,9 +333,11 @@ void Client::Impl::cancel_all() {
   };
   for (auto& t : active) cancel(std::move(t));
   for (auto& t : delayed) cancel(std::move(t));
+  for (auto& t : awaiting_credentials) cancel(std::move(t));
   for (auto& t : pending) cancel(std::move(t));
   active.clear();
   delayed.clear();
+  awaiting_credentials.clear();
   pending.clear();
   std::deque<std::unique_ptr<Transfer>> rest;
   {
@@ -282,12 +362,27 @@ Client::~Client() {
     if (impl_->multi != nullptr) curl_multi_wakeup(impl_->multi);
   }
   if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->credentials.reset();  // joins its thread (which may wake `multi`): before the cleanup
   if (impl_->multi != nullptr) curl_multi_cleanup(impl_->multi);
 }
 
 const RemoteUrl& Client::remote() const { return impl_->remote; }
 const RemoteConfig& Client::config() const { return impl_->config; }
 bool Client::io_thread_started() const { return impl_->started.load(std::memory_order_acquire); }
+
+std::string Client::credential_source() const {
+  if (!impl_->remote.is_s3()) return "none (http(s) remote: unsigned)";
+  if (impl_->config.no_sign) return "none (anonymous: AWS_NO_SIGN_REQUEST/MODELFETCH_NO_SIGN)";
+  if (!impl_->config.use_chain) return impl_->config.credentials.present() ? "configuration" : "none (unsigned)";
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->credentials) return "not resolved yet";
+  auto snap = impl_->credentials->current();
+  if (snap.state == CredentialManager::State::resolving) return "not resolved yet";
+  if (snap.state == CredentialManager::State::failed) return "none (no provider answered)";
+  std::string s = impl_->credentials->source();
+  if (snap.credentials->expiration) s += ", temporary";
+  return s;
+}
 
 StoreStats Client::stats() const {
   StoreStats s;
@@ -297,6 +392,7 @@ StoreStats Client::stats() const {
   s.bytes_fetched = impl_->bytes_fetched.load(std::memory_order_relaxed);
   s.retries = impl_->retries.load(std::memory_order_relaxed);
   s.errors = impl_->errors.load(std::memory_order_relaxed);
+  s.credential_retries = impl_->credential_retries.load(std::memory_order_relaxed);
   return s;
 }
 

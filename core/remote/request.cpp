@@ -88,19 +88,27 @@ std::string list_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view
 }
 
 std::vector<std::string> request_headers(const RemoteUrl& r, const RemoteConfig& c, std::string_view if_match) {
+  return request_headers(r, &c.credentials, if_match);
+}
+
+std::vector<std::string> request_headers(const RemoteUrl& r, const Credentials* creds, std::string_view if_match) {
   std::vector<std::string> h;
   if (r.is_s3()) {
     h.emplace_back("x-amz-content-sha256: UNSIGNED-PAYLOAD");
-    if (c.credentials.present() && !c.credentials.session_token.empty())
-      h.push_back("x-amz-security-token: " + c.credentials.session_token);
+    if (creds != nullptr && creds->present() && !creds->session_token.empty())
+      h.push_back("x-amz-security-token: " + creds->session_token);
   }
   if (!if_match.empty()) h.push_back("If-Match: " + std::string(if_match));
   return h;
 }
 
 std::string sigv4_param(const RemoteUrl& r, const RemoteConfig& c) {
-  if (!r.is_s3() || !c.credentials.present()) return {};
-  return "aws:amz:" + c.region + ":s3";
+  return sigv4_param(r, c.region, &c.credentials);
+}
+
+std::string sigv4_param(const RemoteUrl& r, std::string_view region, const Credentials* creds) {
+  if (!r.is_s3() || creds == nullptr || !creds->present()) return {};
+  return "aws:amz:" + std::string(region) + ":s3";
 }
 
 }  // namespace mf

@@ -33,9 +33,13 @@ std::string list_url(const RemoteUrl& remote, const RemoteConfig& config, std::s
 // x-amz-security-token with session credentials. Both: If-Match when `if_match` is non-empty.
 std::vector<std::string> request_headers(const RemoteUrl& remote, const RemoteConfig& config,
                                          std::string_view if_match);
+// The same with the credentials to sign with given (the chain's current ones; nullptr: unsigned).
+std::vector<std::string> request_headers(const RemoteUrl& remote, const Credentials* credentials,
+                                         std::string_view if_match);
 
 // The CURLOPT_AWS_SIGV4 parameter, "aws:amz:REGION:s3"; empty when requests go unsigned (no credentials, or
 // an http(s) remote).
 std::string sigv4_param(const RemoteUrl& remote, const RemoteConfig& config);
+std::string sigv4_param(const RemoteUrl& remote, std::string_view region, const Credentials* credentials);
 
 }  // namespace mf

@@ -94,7 +94,9 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
 
 Transfer::~Transfer() { end_attempt(); }
 
-bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config) {
+std::string Transfer::error_code() const { return parse_error_body(body).code; }
+
+bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config, const Credentials* creds) {
   end_attempt();
   status = 0;
   received = 0;
@@ -133,13 +135,13 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
   }
-  std::string sig = sigv4_param(remote, config);
+  std::string sig = sigv4_param(remote, config.region, creds);
   if (!sig.empty()) {
     curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, sig.c_str());  // curl copies string options
-    curl_easy_setopt(easy, CURLOPT_USERNAME, config.credentials.access_key.c_str());
-    curl_easy_setopt(easy, CURLOPT_PASSWORD, config.credentials.secret_key.c_str());
+    curl_easy_setopt(easy, CURLOPT_USERNAME, creds->access_key.c_str());
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, creds->secret_key.c_str());
   }
-  for (const std::string& h : request_headers(remote, config, if_match)) {
+  for (const std::string& h : request_headers(remote, creds, if_match)) {
     curl_slist* next = curl_slist_append(headers, h.c_str());
     if (next == nullptr) return false;
     headers = next;

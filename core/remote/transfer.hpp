@@ -41,6 +41,9 @@ struct Transfer {
   std::function<void(Transfer&, Result<void>)> on_done;
 
   uint32_t attempt = 0;
+  uint64_t cred_generation = 0;  // of the credentials the current attempt is signed with
+  uint64_t cred_wait_mark = 0;   // CredentialManager::attempts() when it started waiting for a refresh
+  bool cred_retried = false;     // the one retry after a refusal for expired credentials is spent
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point due;  // when a delayed retry may start
 
@@ -56,8 +59,11 @@ struct Transfer {
   std::optional<uint64_t> content_length, retry_after_s;
 
   ~Transfer();
-  // Creates and configures the easy handle for the next attempt. False if curl could not allocate.
-  bool begin_attempt(const RemoteUrl& remote, const RemoteConfig& config);
+  // Creates and configures the easy handle for the next attempt, signed with `creds` (nullptr: unsigned).
+  // False if curl could not allocate.
+  bool begin_attempt(const RemoteUrl& remote, const RemoteConfig& config, const Credentials* creds);
+  // The S3 error code of the body (an error answer), e.g. "ExpiredToken"; "" if none.
+  std::string error_code() const;
   void end_attempt();  // frees the easy handle and header list (after curl_multi_remove_handle)
   // What happened in the attempt that just finished with `code`, for the retry policy.
   AttemptOutcome outcome(CURLcode code) const;

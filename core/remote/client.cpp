@@ -161,7 +161,8 @@ void Client::Impl::complete(std::unique_ptr<Transfer> t, Result<void> r) {
 
 void Client::Impl::start_pending() {
   CredentialManager::Snapshot snap;
-  const Credentials* creds = signs_with_chain() ? nullptr : &config.credentials;
+  // Without the chain: a hand-made config's `credentials` (if any), or nothing when anonymous was asked for.
+  const Credentials* creds = signs_with_chain() || config.no_sign ? nullptr : &config.credentials;
   if (credentials) {
     snap = credentials->current();
     if (snap.state == CredentialManager::State::ready) creds = &snap.credentials->keys;

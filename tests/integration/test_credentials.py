@@ -241,10 +241,11 @@ def s3rver_mode(cli):
         outputs.append(p.stdout + p.stderr)
         check(p.returncode == 1 and b"403" in p.stderr, "precedence: wrong environment keys are used (403), not "
               "the good profile behind them")
-        # Anonymous: no signature at all; s3rver refuses an unsigned request to a private bucket.
+        # Anonymous (s3rver serves unsigned requests too; that nothing is signed is checked in expiry mode).
         p, _ = run(cli, ["stat", url], env(AWS_NO_SIGN_REQUEST="true", AWS_ACCESS_KEY_ID=key,
                                              AWS_SECRET_ACCESS_KEY=secret))
-        check(p.returncode == 1, "AWS_NO_SIGN_REQUEST=true sends unsigned requests even with keys set")
+        check(p.returncode == 0 and b"credentials\tnone (anonymous" in p.stdout,
+              "AWS_NO_SIGN_REQUEST=true: stat reports anonymous access (%r)" % p.stdout)
         for s in (sts, cont, imds):
             s.close()
     blob = b"".join(outputs)
@@ -312,6 +313,15 @@ def expiry_mode(cli):
             check(no_secrets(p.stderr, [issuer]), "%s: no secret or token in the debug log" % name)
             s3.server.close()
             cont.close()
+
+        # Anonymous: AWS_NO_SIGN_REQUEST=true / MODELFETCH_NO_SIGN=1 send no signature even with keys set.
+        for var, val in (("AWS_NO_SIGN_REQUEST", "true"), ("MODELFETCH_NO_SIGN", "1")):
+            plain = Server(lambda m, path, h, b: (200, b"", {"Content-Length": "5", "ETag": '"e"'}))
+            p, _ = run(cli, ["stat", "s3://models/x"], base_env(tmp, AWS_ENDPOINT_URL=plain.url, AWS_ACCESS_KEY_ID="AK",
+                                                                 AWS_SECRET_ACCESS_KEY="SK", **{var: val}))
+            signed = [r for r in plain.requests if "Authorization" in r[2] or "x-amz-security-token" in r[2]]
+            check(p.returncode == 0 and plain.requests and not signed, "%s=%s: requests go unsigned" % (var, val))
+            plain.close()
 
         # IMDS that accepts connections and never answers: the chain gives up within 2 s, one line.
         hole = socket.socket()

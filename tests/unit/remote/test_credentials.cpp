@@ -513,6 +513,8 @@ TEST_CASE("client: no provider answers: requests fail with the chain's line; ano
   for (const char* var : {"AWS_NO_SIGN_REQUEST", "MODELFETCH_NO_SIGN"}) {
     Vars anon = base;
     anon[var] = std::string(var) == "MODELFETCH_NO_SIGN" ? "1" : "true";
+    anon["AWS_ACCESS_KEY_ID"] = "AK";  // anonymous wins over keys too
+    anon["AWS_SECRET_ACCESS_KEY"] = "SK";
     auto a = make_client(*parse_remote_url("s3://bucket/"), *RemoteConfig::from_env(map_env(anon)));
     REQUIRE((*a)->read({"k", "", 0, 4, buf.data()}).ok());
     CHECK((*a)->credential_source().starts_with("none (anonymous"));

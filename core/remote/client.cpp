@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -33,6 +34,24 @@ uint64_t next_random(uint64_t* state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// Buckets' regions learned from redirects, for every client of the process (a mount's later clients, the
+// CLI's next command in the same process) so the wrong region costs one round trip per bucket, once.
+std::mutex g_region_mu;
+std::map<std::string, std::string, std::less<>> g_bucket_region;  // guarded by g_region_mu
+
+std::string learned_region(std::string_view bucket) {
+  std::lock_guard lock(g_region_mu);
+  auto it = g_bucket_region.find(bucket);
+  return it == g_bucket_region.end() ? std::string() : it->second;
+}
+
+bool plausible_region(std::string_view r) {
+  if (r.empty() || r.size() > 64) return false;
+  for (char c : r)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
 }
 
 // The longest the I/O thread sleeps in curl_multi_poll with nothing due: curl's own timers are covered by
@@ -87,6 +106,12 @@ struct Client::Impl {
   void loop();
   void start_pending();
   bool expired_refusal(Transfer& t, const AttemptOutcome& o);
+  bool region_redirect(Transfer& t, const AttemptOutcome& o);
+  std::string region() const {  // the bucket's region: learned from a redirect, else the configured one
+    if (!remote.is_s3()) return config.region;
+    std::string r = learned_region(remote.bucket);
+    return r.empty() ? config.region : r;
+  }
   void release_awaiting();
   void reap();
   void finish(std::unique_ptr<Transfer> t, CURLcode code);
@@ -121,6 +146,10 @@ Result<void> Client::Impl::ensure_started() {
 
 void Client::Impl::submit(std::unique_ptr<Transfer> t) {
   if (config.timeout_ms > 0) t->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+  if (t->url_for) {
+    t->region = region();
+    t->url = t->url_for(t->region);
+  }
   std::unique_lock lock(mu);
   auto ok = ensure_started();
   if (!ok) {
@@ -206,6 +235,11 @@ void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
     complete(std::move(t), {});
     return;
   }
+  if (d.kind == RetryDecision::Kind::fail && region_redirect(*t, o)) {
+    t->end_attempt();
+    pending.push_front(std::move(t));
+    return;
+  }
   if (d.kind == RetryDecision::Kind::fail && expired_refusal(*t, o)) {
     MF_DEBUG("%s: refused for expired credentials; retrying once after a refresh", t->where.c_str());
     credential_retries.fetch_add(1, std::memory_order_relaxed);
@@ -249,6 +283,28 @@ bool Client::Impl::expired_refusal(Transfer& t, const AttemptOutcome& o) {
   t.cred_wait_mark = credentials->attempts();
   if (!credentials->reject(t.cred_generation)) return false;
   t.cred_retried = true;
+  return true;
+}
+
+// S3 names the bucket's real region in a 301 PermanentRedirect (x-amz-bucket-region, also on HEAD) or a 400
+// AuthorizationHeaderMalformed (<Region>): follow it once per transfer, and remember it for the bucket.
+bool Client::Impl::region_redirect(Transfer& t, const AttemptOutcome& o) {
+  if (!remote.is_s3() || t.region_redirected || !t.url_for || o.curl_code != 0) return false;
+  S3ErrorBody e = parse_error_body(t.body);
+  bool moved = o.http_status == 301 || o.http_status == 307 ||
+               (o.http_status == 400 && e.code == "AuthorizationHeaderMalformed");
+  if (!moved) return false;
+  std::string r = !t.bucket_region.empty() ? t.bucket_region : e.region;
+  if (!plausible_region(r) || r == t.region) return false;
+  {
+    std::lock_guard lock(g_region_mu);
+    g_bucket_region[remote.bucket] = r;
+  }
+  MF_INFO("bucket %s is in region %s, not %s: following the redirect (remembered for this bucket)",
+          remote.bucket.c_str(), r.c_str(), t.region.c_str());
+  t.region_redirected = true;
+  t.region = r;
+  t.url = t.url_for(r);
   return true;
 }
 
@@ -402,6 +458,10 @@ void Client::read_async(RangeRequest request, ReadCallback done) {
   t->kind = Transfer::Kind::get;
   t->where = impl_->where(request.key);
   t->url = object_url(impl_->remote, impl_->config, request.key);
+  if (impl_->remote.is_s3())
+    t->url_for = [impl = impl_.get(), key = request.key](std::string_view region) {
+      return object_url(impl->remote, impl->config, key, region);
+    };
   t->if_match = std::move(request.etag);
   t->offset = request.offset;
   t->length = request.length;
@@ -417,6 +477,10 @@ Result<ObjectInfo> Client::stat(std::string_view key) {
   auto t = std::make_unique<Transfer>();
   t->where = impl_->where(key);
   t->url = object_url(impl_->remote, impl_->config, key);
+  if (impl_->remote.is_s3())
+    t->url_for = [impl = impl_.get(), k = std::string(key)](std::string_view region) {
+      return object_url(impl->remote, impl->config, k, region);
+    };
   // A presigned URL signs one method: HEAD would be refused, so ask for the first byte instead.
   bool presigned = !impl_->remote.is_s3() && !impl_->remote.query.empty();
   std::byte first{};
@@ -452,6 +516,9 @@ Result<Listing> Client::list(std::string_view prefix, bool delimited) {
     t->kind = Transfer::Kind::list;
     t->where = impl_->where(prefix);
     t->url = list_url(impl_->remote, impl_->config, prefix, delimited, token);
+    t->url_for = [impl = impl_.get(), p = std::string(prefix), delimited, token](std::string_view region) {
+      return list_url(impl->remote, impl->config, p, delimited, token, region);
+    };
     std::string body;
     auto r = impl_->run_blocking(std::move(t), [&](Transfer& tr) { body = std::move(tr.body); });
     if (!r) return r.error();

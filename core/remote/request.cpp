@@ -5,10 +5,11 @@ namespace mf {
 namespace {
 
 // "scheme://host[:port]" and the endpoint's own path (e.g. "/s3"), from the config or AWS's default host.
-void endpoint_parts(const RemoteConfig& c, std::string* scheme, std::string* host, std::string* base_path) {
+void endpoint_parts(const RemoteConfig& c, std::string_view region, std::string* scheme, std::string* host,
+                    std::string* base_path) {
   if (c.endpoint.empty()) {
     *scheme = "https://";
-    *host = "s3." + c.region + ".amazonaws.com";
+    *host = "s3." + std::string(region.empty() ? std::string_view(c.region) : region) + ".amazonaws.com";
     base_path->clear();
     return;
   }
@@ -20,9 +21,10 @@ void endpoint_parts(const RemoteConfig& c, std::string* scheme, std::string* hos
 }
 
 // The bucket's URL with no trailing '/': "http://host:port/bucket" or "https://bucket.host".
-std::string bucket_url(const RemoteUrl& r, const RemoteConfig& c, bool* path_style_out = nullptr) {
+std::string bucket_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view region,
+                       bool* path_style_out = nullptr) {
   std::string scheme, host, base;
-  endpoint_parts(c, &scheme, &host, &base);
+  endpoint_parts(c, region, &scheme, &host, &base);
   // Virtual-hosted style cannot carry a bucket with dots over TLS (the wildcard certificate covers one label).
   bool path_style = c.addressing == Addressing::path || (scheme == "https://" && r.bucket.find('.') != std::string::npos);
   if (path_style_out) *path_style_out = path_style;
@@ -51,8 +53,8 @@ std::string uri_encode(std::string_view s, bool keep_slash) {
   return out;
 }
 
-std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view key) {
-  if (r.is_s3()) return bucket_url(r, c) + "/" + uri_encode(key, true);
+std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view key, std::string_view region) {
+  if (r.is_s3()) return bucket_url(r, c, region) + "/" + uri_encode(key, true);
   std::string url = r.scheme == Scheme::https ? "https://" : "http://";
   url += r.authority;
   url += '/';
@@ -67,9 +69,9 @@ std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_vi
 }
 
 std::string list_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view prefix, bool delimited,
-                     std::string_view token) {
+                     std::string_view token, std::string_view region) {
   bool path_style = true;
-  std::string url = bucket_url(r, c, &path_style);
+  std::string url = bucket_url(r, c, region, &path_style);
   if (!path_style) url += '/';  // virtual-hosted: the bucket's root is "/"
   // Sorted by name: continuation-token < delimiter < list-type < prefix.
   char sep = '?';

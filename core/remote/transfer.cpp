@@ -46,6 +46,9 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     t->content_range.clear();
     t->content_length.reset();
     t->retry_after_s.reset();
+    t->bucket_region.clear();
+  } else if (header_is(line, "x-amz-bucket-region", &v)) {
+    t->bucket_region = std::string(v);
   } else if (header_is(line, "etag", &v)) {
     t->etag = std::string(v);
   } else if (header_is(line, "last-modified", &v)) {
@@ -105,6 +108,7 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
   etag.clear();
   last_modified.clear();
   content_range.clear();
+  bucket_region.clear();
   content_length.reset();
   retry_after_s.reset();
   easy = curl_easy_init();
@@ -135,7 +139,7 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
   }
-  std::string sig = sigv4_param(remote, config.region, creds);
+  std::string sig = sigv4_param(remote, region.empty() ? std::string_view(config.region) : region, creds);
   if (!sig.empty()) {
     curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, sig.c_str());  // curl copies string options
     curl_easy_setopt(easy, CURLOPT_USERNAME, creds->access_key.c_str());

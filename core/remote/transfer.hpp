@@ -39,6 +39,9 @@ struct Transfer {
   std::byte* dest = nullptr;
   std::optional<Error> preset_error;  // a request invalid on arrival: completed at once with this
   std::function<void(Transfer&, Result<void>)> on_done;
+  std::function<std::string(std::string_view region)> url_for;  // s3: the URL again for another region
+  std::string region;            // signing region of the current attempt
+  bool region_redirected = false;  // the one move to the bucket's real region is spent
 
   uint32_t attempt = 0;
   uint64_t cred_generation = 0;  // of the credentials the current attempt is signed with
@@ -55,7 +58,7 @@ struct Transfer {
   bool overflow = false;       // more body than requested
   bool range_ignored = false;  // a 200 to a ranged GET that is not the whole request
   std::string body;            // list page, or the error body
-  std::string etag, last_modified, content_range;
+  std::string etag, last_modified, content_range, bucket_region;  // bucket_region: x-amz-bucket-region
   std::optional<uint64_t> content_length, retry_after_s;
 
   ~Transfer();

@@ -202,3 +202,62 @@ TEST_CASE("stalled transfers are aborted by the overall timeout") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ETIMEDOUT);
 }
+
+namespace {
+
+std::unique_ptr<Client> signed_client(int port, const std::string& bucket) {
+  auto cfg = RemoteConfig::from_env(map_env({{"AWS_ENDPOINT_URL", "http://127.0.0.1:" + std::to_string(port)},
+                                             {"AWS_ACCESS_KEY_ID", "AKIDTEST"}, {"AWS_SECRET_ACCESS_KEY", "SECRETVALUE"},
+                                             {"AWS_REGION", "us-east-1"}, {"MODELFETCH_RETRY_BASE_MS", "1"}}));
+  REQUIRE(cfg.ok());
+  auto c = make_client(*parse_remote_url("s3://" + bucket + "/"), *cfg);
+  REQUIRE(c.ok());
+  return std::move(*c);
+}
+
+}  // namespace
+
+TEST_CASE("a 400 AuthorizationHeaderMalformed naming the bucket's region is followed once, then remembered") {
+  FakeServer server([](const std::string& req, int) {
+    if (req.find("/eu-west-3/s3/aws4_request") != std::string::npos) return range_response(kBody, 0, 3);
+    return response("400 Bad Request", "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region "
+                                       "'us-east-1' is wrong; expecting 'eu-west-3'</Message>"
+                                       "<Region>eu-west-3</Region></Error>");
+  });
+  std::vector<std::byte> buf(4);
+  {
+    auto c = signed_client(server.port(), "regional-bucket");
+    REQUIRE(c->read({"k", "", 0, 4, buf.data()}).ok());
+    CHECK(std::memcmp(buf.data(), "0123", 4) == 0);
+    CHECK(server.requests().size() == 2);
+    REQUIRE(c->read({"k", "", 0, 4, buf.data()}).ok());  // the same client: straight to eu-west-3
+    CHECK(server.requests().size() == 3);
+  }
+  auto again = signed_client(server.port(), "regional-bucket");  // a later client of the same bucket
+  CHECK(again->stat("k").ok());
+  CHECK(server.requests().back().find("/eu-west-3/s3/aws4_request") != std::string::npos);
+  CHECK(server.requests().size() == 4);
+}
+
+TEST_CASE("a 301 with x-amz-bucket-region on HEAD is followed; a region that does not help is not followed twice") {
+  FakeServer moved([](const std::string& req, int) {
+    if (req.find("/ap-south-1/s3/aws4_request") != std::string::npos)
+      return response("200 OK", "", "ETag: \"v\"\r\n");
+    return std::string("HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: ap-south-1\r\nContent-Length: 0\r\n\r\n");
+  });
+  auto c = signed_client(moved.port(), "moved-bucket");
+  auto st = c->stat("k");
+  CHECK(st.ok());
+  CHECK(moved.requests().size() == 2);
+  CHECK(moved.requests()[1].find("/ap-south-1/s3/aws4_request") != std::string::npos);
+
+  FakeServer stubborn([](const std::string&, int) {
+    return response("400 Bad Request", "<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-north-1</Region></Error>");
+  });
+  auto s = signed_client(stubborn.port(), "stubborn-bucket");
+  std::vector<std::byte> buf(4);
+  auto r = s->read({"k", "", 0, 4, buf.data()});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("AuthorizationHeaderMalformed") != std::string::npos);
+  CHECK(stubborn.requests().size() == 2);
+}

@@ -1,6 +1,8 @@
 #include "core/remote/aws_profile.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -64,30 +66,37 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view name) {
   return out;
 }
 
+// Raw system calls: from_env may run inside one of the shim's hooks on a program thread (the store is made
+// when a mounted path is first used), where going through the hooked open/read again is best avoided.
 Result<std::string> read_small_file(const std::string& path, size_t cap) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd < 0) {
     int e = errno;
     return make_error(e, path + ": " + std::strerror(e));
   }
+  struct stat st {};
+  if (::syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {  // never a FIFO or a device that blocks
+    ::syscall(SYS_close, fd);
+    return make_error(EINVAL, path + ": not a regular file");
+  }
   std::string data;
   char buf[8192];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::syscall(SYS_read, fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int e = errno;
-      ::close(fd);
+      ::syscall(SYS_close, fd);
       return make_error(e, path + ": " + std::strerror(e));
     }
     if (n == 0) break;
     if (data.size() + static_cast<size_t>(n) > cap) {
-      ::close(fd);
+      ::syscall(SYS_close, fd);
       return make_error(EFBIG, path + ": larger than " + std::to_string(cap) + " bytes");
     }
     data.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
+  ::syscall(SYS_close, fd);
   return data;
 }
 

@@ -40,7 +40,8 @@ struct AwsProfile {
 AwsProfile load_aws_profile(const std::string& credentials_path, const std::string& config_path,
                             const std::string& profile);
 
-// Reads a whole small file (at most `cap` bytes); ENOENT when it does not exist.
+// Reads a whole small regular file (at most `cap` bytes) with raw system calls; ENOENT when it does not exist,
+// EINVAL when it is not a regular file.
 Result<std::string> read_small_file(const std::string& path, size_t cap = 1 << 20);
 
 }  // namespace mf

@@ -79,6 +79,7 @@ struct Client::Impl {
   std::vector<std::unique_ptr<Transfer>> delayed;
   std::vector<std::unique_ptr<Transfer>> awaiting_credentials;  // refused as expired: wait for a refresh
   uint64_t rng = 0;
+  bool waiting_for_credentials = false;  // pending transfers wait for the chain's first answer
 
   // Signing: the chain's credentials (config.use_chain on an s3 remote), made with the I/O thread.
   std::unique_ptr<CredentialManager> credentials;
@@ -189,6 +190,7 @@ void Client::Impl::complete(std::unique_ptr<Transfer> t, Result<void> r) {
 }
 
 void Client::Impl::start_pending() {
+  waiting_for_credentials = false;
   CredentialManager::Snapshot snap;
   // Without the chain: a hand-made config's `credentials` (if any), or nothing when anonymous was asked for.
   const Credentials* creds = signs_with_chain() || config.no_sign ? nullptr : &config.credentials;
@@ -204,7 +206,10 @@ void Client::Impl::start_pending() {
       complete(std::move(t), std::move(e));
       continue;
     }
-    if (snap.state == CredentialManager::State::resolving && credentials) return;  // woken when it answers
+    if (snap.state == CredentialManager::State::resolving && credentials) {
+      waiting_for_credentials = true;  // the manager wakes the loop when it answers; no busy polling meanwhile
+      return;
+    }
     std::unique_ptr<Transfer> t = std::move(pending.front());
     pending.pop_front();
     if (snap.state == CredentialManager::State::failed) {
@@ -342,7 +347,7 @@ void Client::Impl::reap() {
 }
 
 int Client::Impl::poll_timeout_ms() const {
-  if (!pending.empty() && active.size() < config.max_connections) return 0;
+  if (!pending.empty() && active.size() < config.max_connections && !waiting_for_credentials) return 0;
   int timeout = kMaxPollMs;
   Clock::time_point now = Clock::now();
   for (const auto& t : delayed) {

@@ -117,6 +117,7 @@ void CredentialManager::loop() {
     {
       std::unique_lock lock(mu_);
       if (snap_.state != State::ready) return;  // the chain gave no answer: nothing to refresh
+      if (!snap_.credentials->expiration) return;  // static keys: never refreshed, no thread kept
       for (;;) {
         if (stopping_) return;
         if (refresh_requested_ || SystemClock::now() >= next_refresh_) break;

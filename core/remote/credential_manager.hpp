@@ -6,7 +6,7 @@
 // the refresh time: the expiration minus min(MODELFETCH_CREDENTIAL_REFRESH_AHEAD_S (300), a half of the
 // remaining lifetime), and asks the provider that answered again (not the whole chain, as the SDKs do).
 // A refresh that fails keeps the current credentials and is tried again after min(30 s, a quarter of what
-// is left, at least 1 s). Static credentials are never refreshed.
+// is left, at least 1 s). Static credentials are never refreshed: the thread ends once they are found.
 //
 // A request refused because the credentials expired (ExpiredToken/InvalidToken, or 403 past the expiration)
 // calls reject(generation): one refresh is started unless newer credentials exist already; the request

@@ -521,3 +521,25 @@ TEST_CASE("client: no provider answers: requests fail with the chain's line; ano
   }
   CHECK_FALSE(RemoteConfig::from_env(map_env({{"AWS_NO_SIGN_REQUEST", "maybe"}})).ok());
 }
+
+TEST_CASE("client: requests wait for a slow chain without spinning, then go out signed") {
+  TempDir d;
+  std::string script = d.write("slow.sh", "#!/bin/sh\nsleep 1\necho '{\"Version\": 1, \"AccessKeyId\": \"AK\", "
+                                          "\"SecretAccessKey\": \"SK\"}'\n", 0700);
+  std::string cf = d.write("config", "[default]\ncredential_process = " + script + "\n");
+  FakeServer s3([](const std::string& req, int) {
+    if (req.find("Credential=AK/") == std::string::npos) return http("403 Forbidden", "");
+    return http("206 Partial Content", "abcd", "Content-Range: bytes 0-3/10\r\n");
+  });
+  auto cfg = RemoteConfig::from_env(map_env({{"AWS_ENDPOINT_URL", url_of(s3)}, {"AWS_EC2_METADATA_DISABLED", "true"},
+                                             {"AWS_CONFIG_FILE", cf}}));
+  REQUIRE(cfg.ok());
+  auto c = make_client(*parse_remote_url("s3://bucket/"), *cfg);
+  std::vector<std::byte> buf(4);
+  std::clock_t cpu0 = std::clock();
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE((*c)->read({"k", "", 0, 4, buf.data()}).ok());
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
+  CHECK(double(std::clock() - cpu0) / CLOCKS_PER_SEC < 0.3);  // a busy I/O loop would burn the whole second
+  CHECK((*c)->credential_source() == "profile default (credential_process)");
+}

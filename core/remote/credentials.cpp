@@ -164,6 +164,8 @@ Result<TimedCredentials> fetch_imds(const CredentialSettings& s) {
   auto tok = http_exchange(x);
   if (!tok) return not_answered(endpoint + ": " + tok.error().message);
   if (tok->status != 200) return not_answered(endpoint + ": token request answered HTTP " + std::to_string(tok->status));
+  for (char ch : tok->body)  // it goes into a header line
+    if (static_cast<unsigned char>(ch) < ' ' || ch == 127) return not_answered(endpoint + ": malformed IMDS token");
   x.method = "GET";
   x.headers = {"X-aws-ec2-metadata-token: " + tok->body};
   x.url = endpoint + "/latest/meta-data/iam/security-credentials/";

@@ -284,7 +284,7 @@ TEST_CASE("each provider's answer: names and the requests they make") {
     CHECK(got.ends_with("WebIdentityToken=ENVJWT"));
     CHECK(got.find("RoleSessionName=modelfetch-") != std::string::npos);
   }
-  SUBCASE("container: relative URI is refused off ECS, full URI with a token file") {
+  SUBCASE("container: full URI with a token file (read first) or a token") {
     std::string got;
     FakeServer c([&](const std::string& req, int) {
       got = req;

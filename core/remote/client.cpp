@@ -25,9 +25,6 @@ namespace mf {
 
 namespace {
 
-std::once_flag g_curl_once;
-CURLcode g_curl_init = CURLE_OK;
-
 // splitmix64: jitter only needs spread, not secrecy; no /dev/urandom open, no global state.
 uint64_t next_random(uint64_t* state) {
   uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -124,8 +121,7 @@ struct Client::Impl {
 Result<void> Client::Impl::ensure_started() {
   if (stopping) return make_error(ECANCELED, "the remote client is shutting down");
   if (started.load(std::memory_order_relaxed)) return {};
-  std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (g_curl_init != CURLE_OK) return make_error(EIO, "curl_global_init failed");
+  if (!curl_global_ready()) return make_error(EIO, "curl_global_init failed");
   multi = curl_multi_init();
   if (multi == nullptr) return make_error(ENOMEM, "curl_multi_init failed");
   long conns = static_cast<long>(config.max_connections);

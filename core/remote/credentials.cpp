@@ -16,9 +16,6 @@ namespace mf {
 
 namespace {
 
-std::once_flag g_curl_once;
-CURLcode g_curl_init = CURLE_OK;
-
 size_t on_body(char* data, size_t size, size_t n, void* user) {
   auto* s = static_cast<std::string*>(user);
   size_t len = size * n;
@@ -307,9 +304,15 @@ bool container_host_allowed(std::string_view url) {
   return dots == 3;
 }
 
+bool curl_global_ready() {
+  static std::once_flag once;
+  static CURLcode init = CURLE_OK;
+  std::call_once(once, [] { init = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  return init == CURLE_OK;
+}
+
 Result<HttpAnswer> http_exchange(const HttpExchange& x) {
-  std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (g_curl_init != CURLE_OK) return make_error(EIO, "curl_global_init failed");
+  if (!curl_global_ready()) return make_error(EIO, "curl_global_init failed");
   CURL* easy = curl_easy_init();
   if (easy == nullptr) return make_error(ENOMEM, "curl_easy_init failed");
   HttpAnswer a;

@@ -102,6 +102,9 @@ Result<TimedCredentials> parse_sts_response(std::string_view xml, long http_stat
 // Whether plain http to this URL's host is allowed for container credentials.
 bool container_host_allowed(std::string_view url);
 
+// curl_global_init, once per process for the client and the providers alike (it is not thread-safe itself).
+bool curl_global_ready();
+
 // Blocking HTTP exchange for the providers (libcurl easy handle, no proxy for metadata endpoints).
 struct HttpExchange {
   std::string method = "GET";

@@ -4,6 +4,8 @@
       keys, credential_process, web identity through a loopback STS fake, container endpoint fake, IMDSv2
       fake); precedence when several are set; `stat` and the --debug line name the provider, never a value.
       Needs the server scripts/test starts (exit 77 without it, unless MODELFETCH_TEST_REQUIRE_S3=1).
+  credentials-shim: the same through the shim (a program reading with mmap page faults, and with read()),
+      the refusals retried after a refresh, no secret in the debug log or the stats file.
   credentials-expiry: a 40 MiB `modelfetch cat` that lasts several credential lifetimes, against a fake S3
       that checks the session token's validity: with refresh ahead (no request refused) and with tokens the
       server revokes early (refused with ExpiredToken: one refresh, one retry); byte-exact both times; no
@@ -286,6 +288,79 @@ class TokenCheckingS3:
         return 206, self.data[first:last + 1], dict(common, **{"Content-Range": "bytes %d-%d/%d" % (first, last, size)})
 
 
+class ListingTokenS3(TokenCheckingS3):
+    """TokenCheckingS3 serving one key, `models/m/model.bin`, with ListObjectsV2 for the shim's mount."""
+
+    KEY = "m/model.bin"
+
+    def serve(self, method, path, headers, body):
+        url = urllib.parse.urlsplit(path)
+        q = urllib.parse.parse_qs(url.query)
+        if method == "GET" and url.path.rstrip("/") == "/models" and q.get("list-type") == ["2"]:
+            status, out, extra = super().serve("HEAD", path, headers, body)  # the token check only
+            if status != 200:
+                return status, out, extra
+            prefix, delim = q.get("prefix", [""])[0], q.get("delimiter", [""])[0]
+            contents = prefixes = ""
+            if self.KEY.startswith(prefix):
+                rest = self.KEY[len(prefix):]
+                if delim and delim in rest:
+                    prefixes = "<CommonPrefixes><Prefix>%s</Prefix></CommonPrefixes>" % (prefix + rest.split(delim)[0] + delim)
+                else:
+                    contents = ("<Contents><Key>%s</Key><Size>%d</Size><ETag>\"e1\"</ETag>"
+                                "<LastModified>2015-10-21T07:28:00.000Z</LastModified></Contents>" % (self.KEY, len(self.data)))
+            x = ("<ListBucketResult><Name>models</Name><Prefix>%s</Prefix><KeyCount>1</KeyCount><IsTruncated>false"
+                 "</IsTruncated>%s%s</ListBucketResult>" % (prefix, contents, prefixes))
+            return 200, x.encode(), {"Content-Type": "application/xml"}
+        if url.path != "/models/" + self.KEY:
+            return 404, b"<Error><Code>NoSuchKey</Code></Error>", {}
+        return super().serve(method, path, headers, body)
+
+
+def shim_mode(cli, lib):
+    """Credentials expiring while a program reads a model through the shim: mmap (page faults) and read."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shim"))
+    import sanitizer
+    data = os.urandom(24 << 20)
+    want = hashlib.sha256(data).hexdigest()
+    prog = ("import hashlib, mmap, sys\n"
+            "f = open(sys.argv[1], 'rb')\n"
+            "m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if sys.argv[2] == 'mmap' else None\n"
+            "h = hashlib.sha256()\n"
+            "pos = 0\n"
+            "while True:\n"
+            "    b = m[pos:pos + (1 << 20)] if m is not None else f.read(1 << 20)\n"
+            "    if not b: break\n"
+            "    h.update(b); pos += len(b)\n"
+            "print(h.hexdigest())\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        for how in ("mmap", "read"):
+            issuer = Issuer(life_s=3)
+            s3 = ListingTokenS3(issuer, data, delay_s=0.25, revoke_early_s=1.2)
+            cont = container_fake(issuer)
+            stats = os.path.join(tmp, "stats-%s.json" % how)
+            mount = os.path.join(tmp, "mnt-" + how)
+            env = base_env(tmp, AWS_ENDPOINT_URL=s3.server.url, AWS_CONTAINER_CREDENTIALS_FULL_URI=cont.url,
+                           MODELFETCH_REMOTE="s3://models/m", MODELFETCH_MOUNT=mount, MODELFETCH_PREFETCH="none",
+                           MODELFETCH_CHUNK_SIZE="1M", MODELFETCH_MAX_CONNECTIONS="2", MODELFETCH_STATS=stats,
+                           MODELFETCH_LOG="debug", MODELFETCH_CREDENTIAL_REFRESH_AHEAD_S="0")
+            sanitizer.preload_env(lib, env)
+            t0 = time.monotonic()
+            p = subprocess.run(["/usr/bin/python3", "-c", prog, os.path.join(mount, "model.bin"), how], env=env,
+                               capture_output=True, timeout=150)
+            secs = time.monotonic() - t0
+            check(p.returncode == 0 and p.stdout.decode().strip() == want,
+                  "shim %s: a %.1f s load over 3 s credentials is byte-exact (rc %d, %r)"
+                  % (how, secs, p.returncode, p.stderr[-400:]))
+            check(len(s3.tokens_used) >= 2 and s3.refused >= 1,
+                  "shim %s: %d tokens used, %d refusals retried after a refresh" % (how, len(s3.tokens_used), s3.refused))
+            blob = p.stdout + p.stderr + (open(stats, "rb").read() if os.path.exists(stats) else b"")
+            check(os.path.exists(stats) and no_secrets(blob, [issuer]),
+                  "shim %s: no secret or token in the debug log or the stats file" % how)
+            s3.server.close()
+            cont.close()
+
+
 def expiry_mode(cli):
     data = os.urandom(40 << 20)  # 5 parts of 8 MiB for `cat`, one after another
     want = hashlib.sha256(data).hexdigest()
@@ -351,6 +426,8 @@ def main():
     mode, cli = sys.argv[1], sys.argv[2]
     if mode == "s3rver":
         s3rver_mode(cli)
+    elif mode == "shim":
+        shim_mode(cli, sys.argv[3])
     else:
         expiry_mode(cli)
     if failures:

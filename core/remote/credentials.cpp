@@ -287,6 +287,12 @@ Result<TimedCredentials> parse_sts_response(std::string_view xml, long http_stat
   return t;
 }
 
+std::string container_credentials_url(const CredentialSettings& s) {
+  std::string relative = s.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  if (!relative.empty()) return "http://169.254.170.2" + std::string(relative.starts_with('/') ? "" : "/") + relative;
+  return s.get("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+}
+
 bool container_host_allowed(std::string_view url) {
   if (url.starts_with("https://")) return true;
   if (!url.starts_with("http://")) return false;
@@ -432,14 +438,10 @@ std::vector<CredentialProvider> build_chain(const CredentialSettings& s) {
   {  // 4. container
     CredentialProvider p;
     p.name = "container";
-    std::string relative = s.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
-                full = s.get("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-    std::string url;
-    if (!relative.empty()) url = "http://169.254.170.2" + std::string(relative.starts_with('/') ? "" : "/") + relative;
-    else url = full;
+    std::string url = container_credentials_url(s);
     if (!url.empty()) {
       p.configured = true;
-      if (relative.empty() && !container_host_allowed(full)) {
+      if (!container_host_allowed(url)) {
         p.fetch = [] {
           return Result<TimedCredentials>(not_answered(
               "AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http is only allowed to loopback, 169.254.170.2, "

@@ -99,6 +99,9 @@ Result<TimedCredentials> parse_process_json(std::string_view json);
 Result<TimedCredentials> parse_metadata_json(std::string_view json, std::string_view source);
 // STS AssumeRoleWithWebIdentity response (or its ErrorResponse: EACCES naming the Code).
 Result<TimedCredentials> parse_sts_response(std::string_view xml, long http_status);
+// The container endpoint: http://169.254.170.2 + AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (ECS; it wins), else
+// AWS_CONTAINER_CREDENTIALS_FULL_URI; "" when neither is set.
+std::string container_credentials_url(const CredentialSettings& settings);
 // Whether plain http to this URL's host is allowed for container credentials.
 bool container_host_allowed(std::string_view url);
 

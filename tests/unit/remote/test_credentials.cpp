@@ -185,6 +185,13 @@ TEST_CASE("container endpoint: plain http only to loopback and the documented li
   CHECK_FALSE(container_host_allowed("http://127.0.0.1.example.com/creds"));
   CHECK_FALSE(container_host_allowed("http://10.0.0.1/creds"));
   CHECK_FALSE(container_host_allowed("ftp://127.0.0.1/creds"));
+  // ECS's relative URI goes to 169.254.170.2 and wins over a full URI (built, never contacted here)
+  CHECK(container_credentials_url(settings({{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc"},
+                                            {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1/x"}})) ==
+        "http://169.254.170.2/v2/credentials/abc");
+  CHECK(container_credentials_url(settings({{"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1/x"}})) ==
+        "http://127.0.0.1/x");
+  CHECK(container_credentials_url(settings({})).empty());
   auto r = resolve_chain(settings({{"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.0.2.1/creds"}}));
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.find("plain http is only allowed") != std::string::npos);

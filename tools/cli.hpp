@@ -37,5 +37,6 @@ int cmd_stat(int argc, char** argv);
 int cmd_cat(int argc, char** argv);
 int cmd_get(int argc, char** argv);
 int cmd_run(int argc, char** argv);
+int cmd_credentials(int argc, char** argv);
 
 }  // namespace mf::cli

@@ -83,7 +83,8 @@ int cmd_ls(int argc, char** argv) {
 
 int cmd_stat(int argc, char** argv) {
   if (wants_help(argc, argv)) {
-    std::printf("usage: modelfetch stat URL\nPrints size, etag and last-modified of one object.\n");
+    std::printf("usage: modelfetch stat URL\nPrints size, etag and last-modified of one object, and which credential\n"
+                "provider signed the request (never the values).\n");
     return kExitOk;
   }
   std::vector<std::string> pos;
@@ -93,8 +94,9 @@ int cmd_stat(int argc, char** argv) {
   if (!obj) return usage_error("stat", obj.error().message);
   auto info = obj->client->stat(obj->key);
   if (!info) return remote_error(info.error());
-  std::printf("size\t%llu\netag\t%s\nlast-modified\t%s\n", static_cast<unsigned long long>(info->size),
-              info->etag.c_str(), info->last_modified.c_str());
+  std::printf("size\t%llu\netag\t%s\nlast-modified\t%s\ncredentials\t%s\n",
+              static_cast<unsigned long long>(info->size), info->etag.c_str(), info->last_modified.c_str(),
+              obj->client->credential_source().c_str());
   return std::fflush(stdout) == 0 ? kExitOk : kExitRemote;
 }
 

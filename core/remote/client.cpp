@@ -6,12 +6,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 
 #include "core/util/lock.hpp"
 #include <thread>
 #include <vector>
 
+#include "core/remote/credential_manager.hpp"
 #include "core/remote/range.hpp"
 #include "core/remote/request.hpp"
 #include "core/remote/retry.hpp"
@@ -26,15 +28,38 @@ namespace mf {
 
 namespace {
 
-std::once_flag g_curl_once;
-CURLcode g_curl_init = CURLE_OK;
-
 // splitmix64: jitter only needs spread, not secrecy; no /dev/urandom open, no global state.
 uint64_t next_random(uint64_t* state) {
   uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// Buckets' regions learned from redirects, for every client of the process (a mount's later clients, the
+// CLI's next command in the same process) so the wrong region costs one round trip per bucket, once.
+Mutex g_region_mu{LockRank::bucket_regions};
+std::map<std::string, std::string, std::less<>> g_bucket_region;  // guarded by g_region_mu
+
+}  // namespace
+
+// Fork (Vfs::before_fork, after the router's lock): the child must not inherit the region map locked.
+void remote_before_fork() { g_region_mu.lock(); }
+void remote_after_fork() { g_region_mu.unlock(); }
+
+namespace {
+
+std::string learned_region(std::string_view bucket) {
+  std::lock_guard lock(g_region_mu);
+  auto it = g_bucket_region.find(bucket);
+  return it == g_bucket_region.end() ? std::string() : it->second;
+}
+
+bool plausible_region(std::string_view r) {
+  if (r.empty() || r.size() > 64) return false;
+  for (char c : r)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
 }
 
 // The longest the I/O thread sleeps in curl_multi_poll with nothing due: curl's own timers are covered by
@@ -60,10 +85,16 @@ struct Client::Impl {
   std::deque<std::unique_ptr<Transfer>> pending;
   std::vector<std::unique_ptr<Transfer>> active;
   std::vector<std::unique_ptr<Transfer>> delayed;
+  std::vector<std::unique_ptr<Transfer>> awaiting_credentials;  // refused as expired: wait for a refresh
   uint64_t rng = 0;
+  bool waiting_for_credentials = false;  // pending transfers wait for the chain's first answer
+
+  // Signing: the chain's credentials (config.use_chain on an s3 remote), made with the I/O thread.
+  std::unique_ptr<CredentialManager> credentials;
+  bool signs_with_chain() const { return config.use_chain && remote.is_s3(); }
 
   std::atomic<uint64_t> get_requests{0}, head_requests{0}, list_requests{0}, bytes_fetched{0}, retries{0},
-      errors{0};
+      errors{0}, credential_retries{0};
 
   Impl(RemoteUrl r, RemoteConfig c) : remote(std::move(r)), config(std::move(c)) {
     policy.max_retries = config.retries;
@@ -83,6 +114,14 @@ struct Client::Impl {
   Result<void> run_blocking(std::unique_ptr<Transfer> t, std::function<void(Transfer&)> on_success);
   void loop();
   void start_pending();
+  bool expired_refusal(Transfer& t, const AttemptOutcome& o);
+  bool region_redirect(Transfer& t, const AttemptOutcome& o);
+  std::string region() const {  // the bucket's region: learned from a redirect, else the configured one
+    if (!remote.is_s3()) return config.region;
+    std::string r = learned_region(remote.bucket);
+    return r.empty() ? config.region : r;
+  }
+  void release_awaiting();
   void reap();
   void finish(std::unique_ptr<Transfer> t, CURLcode code);
   void complete(std::unique_ptr<Transfer> t, Result<void> r);
@@ -93,8 +132,7 @@ struct Client::Impl {
 Result<void> Client::Impl::ensure_started() {
   if (stopping) return make_error(ECANCELED, "the remote client is shutting down");
   if (started.load(std::memory_order_relaxed)) return {};
-  std::call_once(g_curl_once, [] { g_curl_init = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (g_curl_init != CURLE_OK) return make_error(EIO, "curl_global_init failed");
+  if (!curl_global_ready()) return make_error(EIO, "curl_global_init failed");
   const auto fds_before = open_fds();
   multi = curl_multi_init();
   if (multi == nullptr) return make_error(ENOMEM, "curl_multi_init failed");
@@ -104,6 +142,12 @@ Result<void> Client::Impl::ensure_started() {
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);  // keep that many idle for reuse
   rng = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ reinterpret_cast<uintptr_t>(this);
+  if (signs_with_chain()) {  // resolves on its own thread; transfers wait in `pending` until it answers
+    CURLM* m = multi;
+    credentials = std::make_unique<CredentialManager>(config.credential_settings, config.refresh_ahead_s,
+                                                      [m] { curl_multi_wakeup(m); });
+    credentials->start();
+  }
   thread = start_internal_thread([this] { loop(); });
   thread_id = thread.get_id();
   started.store(true, std::memory_order_release);
@@ -112,6 +156,10 @@ Result<void> Client::Impl::ensure_started() {
 
 void Client::Impl::submit(std::unique_ptr<Transfer> t) {
   if (config.timeout_ms > 0) t->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+  if (t->url_for) {
+    t->region = region();
+    t->url = t->url_for(t->region);
+  }
   std::unique_lock lock(mu);
   auto ok = ensure_started();
   if (!ok) {
@@ -151,15 +199,37 @@ void Client::Impl::complete(std::unique_ptr<Transfer> t, Result<void> r) {
 }
 
 void Client::Impl::start_pending() {
+  waiting_for_credentials = false;
+  CredentialManager::Snapshot snap;
+  // Without the chain: a hand-made config's `credentials` (if any), or nothing when anonymous was asked for.
+  const Credentials* creds = signs_with_chain() || config.no_sign ? nullptr : &config.credentials;
+  if (credentials) {
+    snap = credentials->current();
+    if (snap.state == CredentialManager::State::ready) creds = &snap.credentials->keys;
+  }
   while (!pending.empty() && active.size() < config.max_connections) {
-    std::unique_ptr<Transfer> t = std::move(pending.front());
-    pending.pop_front();
-    if (t->preset_error) {
+    if (pending.front()->preset_error) {
+      std::unique_ptr<Transfer> t = std::move(pending.front());
+      pending.pop_front();
       Error e = *t->preset_error;
       complete(std::move(t), std::move(e));
       continue;
     }
-    if (!t->begin_attempt(remote, config) || curl_multi_add_handle(multi, t->easy) != CURLM_OK) {
+    if (snap.state == CredentialManager::State::resolving && credentials) {
+      waiting_for_credentials = true;  // the manager wakes the loop when it answers; no busy polling meanwhile
+      return;
+    }
+    std::unique_ptr<Transfer> t = std::move(pending.front());
+    pending.pop_front();
+    if (snap.state == CredentialManager::State::failed) {
+      Error e = *snap.error;
+      e.message = (t->kind == Transfer::Kind::head ? "HEAD " : t->kind == Transfer::Kind::list ? "LIST " : "GET ") +
+                  t->where + ": " + e.message;
+      complete(std::move(t), std::move(e));
+      continue;
+    }
+    t->cred_generation = snap.generation;
+    if (!t->begin_attempt(remote, config, creds) || curl_multi_add_handle(multi, t->easy) != CURLM_OK) {
       Error e = make_error(ENOMEM, "could not set up a transfer for " + t->where);
       complete(std::move(t), std::move(e));
       continue;
@@ -179,6 +249,18 @@ void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
     complete(std::move(t), {});
     return;
   }
+  if (d.kind == RetryDecision::Kind::fail && region_redirect(*t, o)) {
+    t->end_attempt();
+    pending.push_front(std::move(t));
+    return;
+  }
+  if (d.kind == RetryDecision::Kind::fail && expired_refusal(*t, o)) {
+    MF_DEBUG("%s: refused for expired credentials; retrying once after a refresh", t->where.c_str());
+    credential_retries.fetch_add(1, std::memory_order_relaxed);
+    t->end_attempt();
+    awaiting_credentials.push_back(std::move(t));
+    return;
+  }
   Clock::time_point now = Clock::now();
   if (d.kind == RetryDecision::Kind::retry && now + std::chrono::milliseconds(d.delay_ms) < t->deadline) {
     MF_DEBUG("retrying %s (attempt %u, %llu ms)", t->where.c_str(), t->attempt + 1,
@@ -194,6 +276,67 @@ void Client::Impl::finish(std::unique_ptr<Transfer> t, CURLcode code) {
   std::string msg = t->failure_message(o, err);
   if (d.kind == RetryDecision::Kind::retry) msg += " (MODELFETCH_TIMEOUT_MS reached)";
   complete(std::move(t), make_error(err, std::move(msg)));
+}
+
+// A refusal that new credentials could cure: S3's ExpiredToken/InvalidToken/TokenRefreshRequired, or any
+// 401/403 once the credentials' expiration has passed. Asks the manager for a refresh and marks the
+// transfer's one retry as spent; false (fail as usual) for static credentials or a second refusal.
+bool Client::Impl::expired_refusal(Transfer& t, const AttemptOutcome& o) {
+  if (!credentials || t.cred_retried || o.curl_code != 0 || (o.http_status != 400 && o.http_status != 401 &&
+                                                             o.http_status != 403))
+    return false;
+  std::string code = t.error_code();
+  bool token_code = code == "ExpiredToken" || code == "InvalidToken" || code == "TokenRefreshRequired" ||
+                    code == "ExpiredTokenException";
+  if (!token_code) {
+    if (o.http_status == 400) return false;
+    auto snap = credentials->current();
+    if (!snap.credentials || !snap.credentials->expiration || SystemClock::now() < *snap.credentials->expiration)
+      return false;
+  }
+  t.cred_wait_mark = credentials->attempts();
+  if (!credentials->reject(t.cred_generation)) return false;
+  t.cred_retried = true;
+  return true;
+}
+
+// S3 names the bucket's real region in a 301 PermanentRedirect (x-amz-bucket-region, also on HEAD) or a 400
+// AuthorizationHeaderMalformed (<Region>): follow it once per transfer, and remember it for the bucket.
+bool Client::Impl::region_redirect(Transfer& t, const AttemptOutcome& o) {
+  if (!remote.is_s3() || t.region_redirected || !t.url_for || o.curl_code != 0) return false;
+  S3ErrorBody e = parse_error_body(t.body);
+  bool moved = o.http_status == 301 || o.http_status == 307 ||
+               (o.http_status == 400 && e.code == "AuthorizationHeaderMalformed");
+  if (!moved) return false;
+  std::string r = !t.bucket_region.empty() ? t.bucket_region : e.region;
+  if (!plausible_region(r) || r == t.region) return false;
+  {
+    std::lock_guard lock(g_region_mu);
+    g_bucket_region[remote.bucket] = r;
+  }
+  MF_INFO("bucket %s is in region %s, not %s: following the redirect (remembered for this bucket)",
+          remote.bucket.c_str(), r.c_str(), t.region.c_str());
+  t.region_redirected = true;
+  t.region = r;
+  t.url = t.url_for(r);
+  return true;
+}
+
+// Transfers waiting for new credentials go back to the queue once a refresh finished (or newer ones exist).
+void Client::Impl::release_awaiting() {
+  if (awaiting_credentials.empty()) return;
+  uint64_t attempts = credentials->attempts();
+  uint64_t generation = credentials->current().generation;
+  for (size_t i = 0; i < awaiting_credentials.size();) {
+    Transfer& t = *awaiting_credentials[i];
+    if (attempts > t.cred_wait_mark || generation != t.cred_generation) {
+      pending.push_front(std::move(awaiting_credentials[i]));
+      awaiting_credentials[i] = std::move(awaiting_credentials.back());
+      awaiting_credentials.pop_back();
+    } else {
+      ++i;
+    }
+  }
 }
 
 void Client::Impl::reap() {
@@ -213,7 +356,7 @@ void Client::Impl::reap() {
 }
 
 int Client::Impl::poll_timeout_ms() const {
-  if (!pending.empty() && active.size() < config.max_connections) return 0;
+  if (!pending.empty() && active.size() < config.max_connections && !waiting_for_credentials) return 0;
   int timeout = kMaxPollMs;
   Clock::time_point now = Clock::now();
   for (const auto& t : delayed) {
@@ -243,6 +386,7 @@ void Client::Impl::loop() {
         ++i;
       }
     }
+    release_awaiting();
     start_pending();
     int running = 0;
     curl_multi_perform(multi, &running);
@@ -260,9 +404,11 @@ void Client::Impl::cancel_all() {
   };
   for (auto& t : active) cancel(std::move(t));
   for (auto& t : delayed) cancel(std::move(t));
+  for (auto& t : awaiting_credentials) cancel(std::move(t));
   for (auto& t : pending) cancel(std::move(t));
   active.clear();
   delayed.clear();
+  awaiting_credentials.clear();
   pending.clear();
   std::deque<std::unique_ptr<Transfer>> rest;
   {
@@ -287,12 +433,27 @@ Client::~Client() {
     if (impl_->multi != nullptr) curl_multi_wakeup(impl_->multi);
   }
   if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->credentials.reset();  // joins its thread (which may wake `multi`): before the cleanup
   if (impl_->multi != nullptr) curl_multi_cleanup(impl_->multi);
 }
 
 const RemoteUrl& Client::remote() const { return impl_->remote; }
 const RemoteConfig& Client::config() const { return impl_->config; }
 bool Client::io_thread_started() const { return impl_->started.load(std::memory_order_acquire); }
+
+std::string Client::credential_source() const {
+  if (!impl_->remote.is_s3()) return "none (http(s) remote: unsigned)";
+  if (impl_->config.no_sign) return "none (anonymous: AWS_NO_SIGN_REQUEST/MODELFETCH_NO_SIGN)";
+  if (!impl_->config.use_chain) return impl_->config.credentials.present() ? "configuration" : "none (unsigned)";
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->credentials) return "not resolved yet";
+  auto snap = impl_->credentials->current();
+  if (snap.state == CredentialManager::State::resolving) return "not resolved yet";
+  if (snap.state == CredentialManager::State::failed) return "none (no provider answered)";
+  std::string s = impl_->credentials->source();
+  if (snap.credentials->expiration) s += ", temporary";
+  return s;
+}
 
 StoreStats Client::stats() const {
   StoreStats s;
@@ -302,6 +463,7 @@ StoreStats Client::stats() const {
   s.bytes_fetched = impl_->bytes_fetched.load(std::memory_order_relaxed);
   s.retries = impl_->retries.load(std::memory_order_relaxed);
   s.errors = impl_->errors.load(std::memory_order_relaxed);
+  s.credential_retries = impl_->credential_retries.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -310,6 +472,10 @@ void Client::read_async(RangeRequest request, ReadCallback done) {
   t->kind = Transfer::Kind::get;
   t->where = impl_->where(request.key);
   t->url = object_url(impl_->remote, impl_->config, request.key);
+  if (impl_->remote.is_s3())
+    t->url_for = [impl = impl_.get(), key = request.key](std::string_view region) {
+      return object_url(impl->remote, impl->config, key, region);
+    };
   t->if_match = std::move(request.etag);
   t->offset = request.offset;
   t->length = request.length;
@@ -325,6 +491,10 @@ Result<ObjectInfo> Client::stat(std::string_view key) {
   auto t = std::make_unique<Transfer>();
   t->where = impl_->where(key);
   t->url = object_url(impl_->remote, impl_->config, key);
+  if (impl_->remote.is_s3())
+    t->url_for = [impl = impl_.get(), k = std::string(key)](std::string_view region) {
+      return object_url(impl->remote, impl->config, k, region);
+    };
   // A presigned URL signs one method: HEAD would be refused, so ask for the first byte instead.
   bool presigned = !impl_->remote.is_s3() && !impl_->remote.query.empty();
   std::byte first{};
@@ -360,6 +530,9 @@ Result<Listing> Client::list(std::string_view prefix, bool delimited) {
     t->kind = Transfer::Kind::list;
     t->where = impl_->where(prefix);
     t->url = list_url(impl_->remote, impl_->config, prefix, delimited, token);
+    t->url_for = [impl = impl_.get(), p = std::string(prefix), delimited, token](std::string_view region) {
+      return list_url(impl->remote, impl->config, p, delimited, token, region);
+    };
     std::string body;
     auto r = impl_->run_blocking(std::move(t), [&](Transfer& tr) { body = std::move(tr.body); });
     if (!r) return r.error();

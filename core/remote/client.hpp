@@ -14,6 +14,12 @@
 // timer list on the I/O thread (never sleeping it) and then rejoins the FIFO at the front. A request has an
 // overall deadline (timeout_ms) covering its retries.
 //
+// Credentials: with config.use_chain (RemoteConfig::from_env) and an s3 remote, the first request also starts
+// a CredentialManager (credential_manager.hpp): transfers wait in the queue until the chain answered, and
+// fail with its EACCES message if no provider did. A transfer refused because the credentials expired
+// (ExpiredToken/InvalidToken, or 401/403 past the expiration) waits, off the I/O loop's critical path, for one
+// refresh and is retried once (stats: credential_retries).
+//
 // Shutdown: the destructor stops the I/O thread; transfers in flight, queued or waiting to retry complete
 // with ECANCELED (their callbacks run before the destructor returns). A read_async after that point fails at
 // once with ECANCELED on the calling thread. Calling stat/list from a read callback (the I/O thread) would
@@ -21,6 +27,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "core/remote/config.hpp"
@@ -47,6 +54,9 @@ class Client final : public ObjectStore {
   const RemoteUrl& remote() const;
   const RemoteConfig& config() const;
   bool io_thread_started() const;  // for tests of the lazy start
+  // Which credential provider signs the requests ("environment", "profile dev (credential_process),
+  // temporary", "none (anonymous: ...)", "not resolved yet" before the first request): never a value.
+  std::string credential_source() const;
 
  private:
   struct Impl;
@@ -54,5 +64,10 @@ class Client final : public ObjectStore {
 };
 
 Result<std::unique_ptr<Client>> make_client(const RemoteUrl& remote, const RemoteConfig& config);
+
+// Fork: the process-wide state of every client (the buckets' learned regions) is locked across fork by
+// Vfs::before_fork, after the router's lock, and unlocked in parent and child.
+void remote_before_fork();
+void remote_after_fork();
 
 }  // namespace mf

@@ -54,6 +54,40 @@ Result<void> read_credentials(const EnvLookup& env, Credentials* c) {
   return {};
 }
 
+// AWS_NO_SIGN_REQUEST / MODELFETCH_NO_SIGN, the variables the chain reads, the profile files, and the
+// chain's timeouts.
+Result<void> read_chain_settings(const EnvLookup& env, RemoteConfig* c) {
+  std::string no_sign = get(env, "AWS_NO_SIGN_REQUEST");
+  if (!no_sign.empty()) {
+    auto b = parse_bool(no_sign);
+    if (!b) return bad_variable("AWS_NO_SIGN_REQUEST", no_sign, "true or false");
+    c->no_sign = *b;
+  }
+  auto mf_no_sign = env_bool(env, "MODELFETCH_NO_SIGN", false);
+  if (!mf_no_sign) return mf_no_sign.error();
+  c->no_sign = c->no_sign || *mf_no_sign;
+  c->use_chain = !c->no_sign;
+  CredentialSettings& s = c->credential_settings;
+  for (const std::string& name : credential_variables())
+    if (auto v = env(name); v && !v->empty()) s.env[name] = *v;
+  std::string home = s.get("HOME");
+  std::string creds_file = s.get("AWS_SHARED_CREDENTIALS_FILE"), config_file = s.get("AWS_CONFIG_FILE");
+  if (creds_file.empty() && !home.empty()) creds_file = home + "/.aws/credentials";
+  if (config_file.empty() && !home.empty()) config_file = home + "/.aws/config";
+  std::string profile = s.get("AWS_PROFILE");
+  s.profile = load_aws_profile(creds_file, config_file, profile.empty() ? "default" : profile);
+  auto imds = env_uint(env, "MODELFETCH_IMDS_TIMEOUT_MS", s.imds_timeout_ms, 1, 60000);
+  if (!imds) return imds.error();
+  auto process = env_uint(env, "MODELFETCH_CREDENTIAL_PROCESS_TIMEOUT_MS", s.process_timeout_ms, 1, 3600000);
+  if (!process) return process.error();
+  auto ahead = env_uint(env, "MODELFETCH_CREDENTIAL_REFRESH_AHEAD_S", c->refresh_ahead_s, 0, 3600);
+  if (!ahead) return ahead.error();
+  s.imds_timeout_ms = *imds;
+  s.process_timeout_ms = *process;
+  c->refresh_ahead_s = *ahead;
+  return {};
+}
+
 Result<void> read_tuning(const EnvLookup& env, RemoteConfig* c) {
   auto conns = env_uint(env, "MODELFETCH_MAX_CONNECTIONS", c->max_connections, 1, 256);
   if (!conns) return conns.error();
@@ -81,17 +115,25 @@ Result<void> read_tuning(const EnvLookup& env, RemoteConfig* c) {
 Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
   RemoteConfig c;
   if (auto r = read_credentials(env, &c.credentials); !r) return r.error();
+  if (auto r = read_chain_settings(env, &c); !r) return r.error();
+  const AwsProfile& profile = c.credential_settings.profile;
   std::string region = get(env, "AWS_REGION");
-  std::string_view region_var = "AWS_REGION";
+  std::string region_var = "AWS_REGION";
   if (region.empty()) {
     region = get(env, "AWS_DEFAULT_REGION");
     region_var = "AWS_DEFAULT_REGION";
+  }
+  if (region.empty()) {  // then the profile's (a malformed file is reported by the chain, not here)
+    region = profile.get("region");
+    region_var = "region (profile " + profile.name + ")";
   }
   if (!region.empty()) {
     if (!valid_region(region)) return bad_variable(region_var, region, "a region like us-east-1");
     c.region = region;
   }
+  c.credential_settings.region = c.region;
   std::string endpoint = get(env, "AWS_ENDPOINT_URL");
+  if (endpoint.empty()) endpoint = profile.get("endpoint_url");
   if (!endpoint.empty()) {
     auto e = parse_endpoint(endpoint);
     if (!e) return e.error();
@@ -107,6 +149,8 @@ Result<RemoteConfig> RemoteConfig::from_env(const EnvLookup& env) {
   if (insecure == "1") c.insecure_tls = true;
   else if (!insecure.empty() && insecure != "0") return bad_variable("MODELFETCH_INSECURE_TLS", insecure, "0 or 1");
   if (auto r = read_tuning(env, &c); !r) return r.error();
+  c.credential_settings.ca_bundle = c.ca_bundle;
+  c.credential_settings.insecure_tls = c.insecure_tls;
   return c;
 }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/remote/credentials.hpp"
 #include "core/util/env.hpp"
 #include "core/util/result.hpp"
 
@@ -32,15 +33,15 @@ namespace mf {
 
 enum class Addressing { path, virtual_host };
 
-struct Credentials {
-  std::string access_key;
-  std::string secret_key;     // never logged
-  std::string session_token;  // never logged; sent as x-amz-security-token
-  bool present() const { return !access_key.empty(); }
-};
-
 struct RemoteConfig {
-  Credentials credentials;
+  Credentials credentials;  // AWS_ACCESS_KEY_ID/...: used as given when `use_chain` is false
+  // from_env sets use_chain (unless AWS_NO_SIGN_REQUEST=true or MODELFETCH_NO_SIGN=1): the client then signs
+  // with what the default chain finds (credentials.hpp), refreshed by a CredentialManager. A RemoteConfig
+  // built by hand keeps the old rule: `credentials` if present, else unsigned.
+  bool use_chain = false;
+  bool no_sign = false;  // AWS_NO_SIGN_REQUEST=true / MODELFETCH_NO_SIGN=1
+  CredentialSettings credential_settings;
+  uint64_t refresh_ahead_s = 300;  // MODELFETCH_CREDENTIAL_REFRESH_AHEAD_S
   std::string region = "us-east-1";
   std::string endpoint;  // empty: AWS (https://s3.REGION.amazonaws.com); else "scheme://host[:port][/path]", no trailing '/'
   Addressing addressing = Addressing::virtual_host;

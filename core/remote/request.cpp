@@ -5,10 +5,11 @@ namespace mf {
 namespace {
 
 // "scheme://host[:port]" and the endpoint's own path (e.g. "/s3"), from the config or AWS's default host.
-void endpoint_parts(const RemoteConfig& c, std::string* scheme, std::string* host, std::string* base_path) {
+void endpoint_parts(const RemoteConfig& c, std::string_view region, std::string* scheme, std::string* host,
+                    std::string* base_path) {
   if (c.endpoint.empty()) {
     *scheme = "https://";
-    *host = "s3." + c.region + ".amazonaws.com";
+    *host = "s3." + std::string(region.empty() ? std::string_view(c.region) : region) + ".amazonaws.com";
     base_path->clear();
     return;
   }
@@ -20,9 +21,10 @@ void endpoint_parts(const RemoteConfig& c, std::string* scheme, std::string* hos
 }
 
 // The bucket's URL with no trailing '/': "http://host:port/bucket" or "https://bucket.host".
-std::string bucket_url(const RemoteUrl& r, const RemoteConfig& c, bool* path_style_out = nullptr) {
+std::string bucket_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view region,
+                       bool* path_style_out = nullptr) {
   std::string scheme, host, base;
-  endpoint_parts(c, &scheme, &host, &base);
+  endpoint_parts(c, region, &scheme, &host, &base);
   // Virtual-hosted style cannot carry a bucket with dots over TLS (the wildcard certificate covers one label).
   bool path_style = c.addressing == Addressing::path || (scheme == "https://" && r.bucket.find('.') != std::string::npos);
   if (path_style_out) *path_style_out = path_style;
@@ -51,8 +53,8 @@ std::string uri_encode(std::string_view s, bool keep_slash) {
   return out;
 }
 
-std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view key) {
-  if (r.is_s3()) return bucket_url(r, c) + "/" + uri_encode(key, true);
+std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view key, std::string_view region) {
+  if (r.is_s3()) return bucket_url(r, c, region) + "/" + uri_encode(key, true);
   std::string url = r.scheme == Scheme::https ? "https://" : "http://";
   url += r.authority;
   url += '/';
@@ -67,9 +69,9 @@ std::string object_url(const RemoteUrl& r, const RemoteConfig& c, std::string_vi
 }
 
 std::string list_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view prefix, bool delimited,
-                     std::string_view token) {
+                     std::string_view token, std::string_view region) {
   bool path_style = true;
-  std::string url = bucket_url(r, c, &path_style);
+  std::string url = bucket_url(r, c, region, &path_style);
   if (!path_style) url += '/';  // virtual-hosted: the bucket's root is "/"
   // Sorted by name: continuation-token < delimiter < list-type < prefix.
   char sep = '?';
@@ -88,19 +90,27 @@ std::string list_url(const RemoteUrl& r, const RemoteConfig& c, std::string_view
 }
 
 std::vector<std::string> request_headers(const RemoteUrl& r, const RemoteConfig& c, std::string_view if_match) {
+  return request_headers(r, &c.credentials, if_match);
+}
+
+std::vector<std::string> request_headers(const RemoteUrl& r, const Credentials* creds, std::string_view if_match) {
   std::vector<std::string> h;
   if (r.is_s3()) {
     h.emplace_back("x-amz-content-sha256: UNSIGNED-PAYLOAD");
-    if (c.credentials.present() && !c.credentials.session_token.empty())
-      h.push_back("x-amz-security-token: " + c.credentials.session_token);
+    if (creds != nullptr && creds->present() && !creds->session_token.empty())
+      h.push_back("x-amz-security-token: " + creds->session_token);
   }
   if (!if_match.empty()) h.push_back("If-Match: " + std::string(if_match));
   return h;
 }
 
 std::string sigv4_param(const RemoteUrl& r, const RemoteConfig& c) {
-  if (!r.is_s3() || !c.credentials.present()) return {};
-  return "aws:amz:" + c.region + ":s3";
+  return sigv4_param(r, c.region, &c.credentials);
+}
+
+std::string sigv4_param(const RemoteUrl& r, std::string_view region, const Credentials* creds) {
+  if (!r.is_s3() || creds == nullptr || !creds->present()) return {};
+  return "aws:amz:" + std::string(region) + ":s3";
 }
 
 }  // namespace mf

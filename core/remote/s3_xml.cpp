@@ -63,6 +63,7 @@ S3ErrorBody parse_error_body(std::string_view xml) {
   if (!err) return out;
   out.code = one_line(err.child_value("Code"));
   out.message = one_line(err.child_value("Message"));
+  out.region = one_line(err.child_value("Region"));
   return out;
 }
 

@@ -23,6 +23,7 @@ Result<ListPage> parse_list_page(std::string_view xml);
 struct S3ErrorBody {
   std::string code;     // e.g. "NoSuchKey", "SignatureDoesNotMatch", "SlowDown"
   std::string message;  // S3's human text
+  std::string region;   // <Region> (AuthorizationHeaderMalformed, PermanentRedirect): the bucket's region
 };
 // Parses <Error><Code/><Message/></Error>. Returns empty fields when the body is not such a document
 // (HEAD responses have no body; proxies send HTML).

@@ -50,6 +50,7 @@ struct StoreStats {
   uint64_t bytes_fetched = 0;  // body bytes received for range GETs, retries included
   uint64_t retries = 0;
   uint64_t errors = 0;         // requests that failed for good
+  uint64_t credential_retries = 0;  // requests retried once after a refusal for expired credentials
 };
 
 class ObjectStore {

@@ -57,6 +57,9 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     t->content_range.clear();
     t->content_length.reset();
     t->retry_after_s.reset();
+    t->bucket_region.clear();
+  } else if (header_is(line, "x-amz-bucket-region", &v)) {
+    t->bucket_region = std::string(v);
   } else if (header_is(line, "etag", &v)) {
     t->etag = std::string(v);
   } else if (header_is(line, "last-modified", &v)) {
@@ -105,7 +108,9 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
 
 Transfer::~Transfer() { end_attempt(); }
 
-bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config) {
+std::string Transfer::error_code() const { return parse_error_body(body).code; }
+
+bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config, const Credentials* creds) {
   end_attempt();
   status = 0;
   received = 0;
@@ -114,6 +119,7 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
   etag.clear();
   last_modified.clear();
   content_range.clear();
+  bucket_region.clear();
   content_length.reset();
   retry_after_s.reset();
   easy = curl_easy_init();
@@ -146,13 +152,13 @@ bool Transfer::begin_attempt(const RemoteUrl& remote, const RemoteConfig& config
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
   }
-  std::string sig = sigv4_param(remote, config);
+  std::string sig = sigv4_param(remote, region.empty() ? std::string_view(config.region) : region, creds);
   if (!sig.empty()) {
     curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, sig.c_str());  // curl copies string options
-    curl_easy_setopt(easy, CURLOPT_USERNAME, config.credentials.access_key.c_str());
-    curl_easy_setopt(easy, CURLOPT_PASSWORD, config.credentials.secret_key.c_str());
+    curl_easy_setopt(easy, CURLOPT_USERNAME, creds->access_key.c_str());
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, creds->secret_key.c_str());
   }
-  for (const std::string& h : request_headers(remote, config, if_match)) {
+  for (const std::string& h : request_headers(remote, creds, if_match)) {
     curl_slist* next = curl_slist_append(headers, h.c_str());
     if (next == nullptr) return false;
     headers = next;

@@ -39,8 +39,14 @@ struct Transfer {
   std::byte* dest = nullptr;
   std::optional<Error> preset_error;  // a request invalid on arrival: completed at once with this
   std::function<void(Transfer&, Result<void>)> on_done;
+  std::function<std::string(std::string_view region)> url_for;  // s3: the URL again for another region
+  std::string region;            // signing region of the current attempt
+  bool region_redirected = false;  // the one move to the bucket's real region is spent
 
   uint32_t attempt = 0;
+  uint64_t cred_generation = 0;  // of the credentials the current attempt is signed with
+  uint64_t cred_wait_mark = 0;   // CredentialManager::attempts() when it started waiting for a refresh
+  bool cred_retried = false;     // the one retry after a refusal for expired credentials is spent
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point due;  // when a delayed retry may start
 
@@ -52,12 +58,15 @@ struct Transfer {
   bool overflow = false;       // more body than requested
   bool range_ignored = false;  // a 200 to a ranged GET that is not the whole request
   std::string body;            // list page, or the error body
-  std::string etag, last_modified, content_range;
+  std::string etag, last_modified, content_range, bucket_region;  // bucket_region: x-amz-bucket-region
   std::optional<uint64_t> content_length, retry_after_s;
 
   ~Transfer();
-  // Creates and configures the easy handle for the next attempt. False if curl could not allocate.
-  bool begin_attempt(const RemoteUrl& remote, const RemoteConfig& config);
+  // Creates and configures the easy handle for the next attempt, signed with `creds` (nullptr: unsigned).
+  // False if curl could not allocate.
+  bool begin_attempt(const RemoteUrl& remote, const RemoteConfig& config, const Credentials* creds);
+  // The S3 error code of the body (an error answer), e.g. "ExpiredToken"; "" if none.
+  std::string error_code() const;
   void end_attempt();  // frees the easy handle and header list (after curl_multi_remove_handle)
   // What happened in the attempt that just finished with `code`, for the retry policy.
   AttemptOutcome outcome(CURLcode code) const;

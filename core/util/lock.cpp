@@ -23,6 +23,8 @@ const char* lock_rank_name(LockRank rank) {
     case LockRank::router: return "StoreRouter::mu_";
     case LockRank::client: return "Client::mu";
     case LockRank::store_call: return "a blocking store call's lock";
+    case LockRank::credentials: return "CredentialManager::mu_";
+    case LockRank::bucket_regions: return "the bucket regions' lock";
     case LockRank::vfs_cwd: return "Vfs::cwd_mu_";
   }
   return "?";

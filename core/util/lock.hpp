@@ -38,6 +38,8 @@ enum class LockRank : uint8_t {
   router = 110,       // StoreRouter::mu_: the stores by URL
   client = 120,       // Client::Impl::mu: submitted transfers
   store_call = 130,   // per-call waits (a blocking request waiting for its completion)
+  credentials = 125,  // CredentialManager::mu_: the current credentials (taken inside Client::Impl::mu)
+  bucket_regions = 135,  // the process's bucket -> region answers (client.cpp; leaf)
   vfs_cwd = 140,      // Vfs::cwd_mu_: the virtual cwd string (leaf: copied or replaced, never across a call)
 };
 
@@ -173,6 +175,13 @@ class CondVar {
   bool wait_for(std::unique_lock<BasicMutex<C>>& lock, const std::chrono::duration<Rep, Period>& d, Pred pred) {
     std::unique_lock<std::mutex> n(lock.mutex()->native(), std::adopt_lock);
     const bool out = cv_.wait_for(n, d, std::move(pred));
+    n.release();
+    return out;
+  }
+  template <bool C, class Clock, class Duration>
+  std::cv_status wait_until(std::unique_lock<BasicMutex<C>>& lock, const std::chrono::time_point<Clock, Duration>& t) {
+    std::unique_lock<std::mutex> n(lock.mutex()->native(), std::adopt_lock);
+    const std::cv_status out = cv_.wait_until(n, t);
     n.release();
     return out;
   }

@@ -4,7 +4,8 @@
 // without holding any lock (a child's copy of a registered private mapping is not registered: its missing
 // pages would read as zeros), then takes every core lock in rank order (core/util/lock.hpp): the engine's,
 // the tree's, the objects', the prefetcher's, the fd table's, the mapping manager's (which fills what a
-// mapping made meanwhile still lacks) and its hints', the cache's, the router's and the virtual cwd's. No thread holds any of
+// mapping made meanwhile still lacks) and its hints', the cache's, the router's, the
+// clients' bucket regions and the virtual cwd's. No thread holds any of
 // them across network I/O, so prepare waits for short critical sections at most. The parent releases them
 // in reverse order. The child releases them too, after resetting what lived in threads that are gone: the
 // stores' I/O threads (the router abandons them and creates fresh ones on the next request), requests in
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 
+#include "core/remote/client.hpp"
 #include "core/vfs/vfs.hpp"
 
 namespace mf {
@@ -31,11 +33,13 @@ void Vfs::before_fork() {
   if (mm_) mm_->before_fork();
   if (cache_) cache_->before_fork();
   router_.before_fork();
+  remote_before_fork();
   cwd_mu_.lock();
 }
 
 void Vfs::after_fork_parent() {
   cwd_mu_.unlock();
+  remote_after_fork();
   router_.after_fork_parent();
   if (cache_) cache_->after_fork_parent();
   if (mm_) mm_->after_fork_parent();
@@ -48,6 +52,7 @@ void Vfs::after_fork_parent() {
 
 void Vfs::after_fork_child() {
   cwd_mu_.unlock();
+  remote_after_fork();
   router_.after_fork_child();
   if (cache_) cache_->after_fork_child();
   if (mm_) mm_->after_fork_child();

@@ -47,7 +47,7 @@ TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN0123456789"
 SHIM_ENV = {
     "MODELFETCH_CHUNK_SIZE": "1M", "MODELFETCH_CACHE_SIZE": "64M", "MODELFETCH_MAX_CONNECTIONS": "4",
     "MODELFETCH_RETRY_BASE_MS": "20", "MODELFETCH_CONNECT_TIMEOUT_MS": "1000", "MODELFETCH_LOW_SPEED_TIME_S": "1",
-    "MODELFETCH_TIMEOUT_MS": "3000", "AWS_REGION": "us-east-1",
+    "MODELFETCH_TIMEOUT_MS": "3000", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
 }
 
 
@@ -75,6 +75,8 @@ def run_load(ctx, kind, endpoint, bucket="models", action=None, extra_env=None):
     env.update(SHIM_ENV)
     env["AWS_ENDPOINT_URL"] = endpoint
     env.update(extra_env or {})
+    if "AWS_ACCESS_KEY_ID" not in env:  # the emulator takes unsigned requests; no credential chain needed
+        env["MODELFETCH_NO_SIGN"] = "1"
     # A sanitized shim needs its runtime (and, for ASan, the initfirst helper) in LD_PRELOAD; `modelfetch
     # run` keeps a sanitizer runtime ahead of the shim it adds. An ordinary build: nothing to preload.
     first = sanitizer.runtime_preload(ctx["shim"])

@@ -43,7 +43,8 @@ def arg(name, default=None):
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFETCH_", "AWS_", "LD_PRELOAD"))}
     env.update({"MODELFETCH_RETRIES": "1", "MODELFETCH_RETRY_BASE_MS": "10", "MODELFETCH_TIMEOUT_MS": "10000",
-                "MODELFETCH_CHUNK_SIZE": "64K", "MODELFETCH_CACHE_SIZE": "16M", "AWS_REGION": "us-east-1"})
+                "MODELFETCH_CHUNK_SIZE": "64K", "MODELFETCH_CACHE_SIZE": "16M", "AWS_REGION": "us-east-1",
+                "MODELFETCH_NO_SIGN": "1"})  # unsigned fakes: no credential chain
     env.update(extra)
     return env
 

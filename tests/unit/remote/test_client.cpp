@@ -15,86 +15,12 @@
 #include <vector>
 
 #include "core/remote/client.hpp"
+#include "tests/unit/remote/fake_server.hpp"
 
 using namespace mf;
+using mf::testing::FakeServer;
 
 namespace {
-
-// Answers each request with handler(request_text); an empty answer means "never answer" (a stalled server).
-class FakeServer {
- public:
-  using Handler = std::function<std::string(const std::string& request, int n)>;
-  explicit FakeServer(Handler h) : handler_(std::move(h)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    ::listen(fd_, 64);
-    acceptor_ = std::thread([this] { accept_loop(); });
-  }
-  ~FakeServer() {
-    stop_ = true;
-    acceptor_.join();
-    for (auto& t : conns_) t.join();
-    ::close(fd_);
-  }
-  int port() const { return port_; }
-  std::vector<std::string> requests() {
-    std::lock_guard l(mu_);
-    return requests_;
-  }
-
- private:
-  void accept_loop() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      int c = ::accept(fd_, nullptr, nullptr);
-      if (c >= 0) conns_.emplace_back([this, c] { serve(c); });
-    }
-  }
-  void serve(int c) {
-    std::string buf;
-    char tmp[4096];
-    while (!stop_) {
-      pollfd p{c, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      ssize_t n = ::read(c, tmp, sizeof tmp);
-      if (n <= 0) break;
-      buf.append(tmp, static_cast<size_t>(n));
-      size_t end;
-      while ((end = buf.find("\r\n\r\n")) != std::string::npos) {
-        std::string req = buf.substr(0, end + 4);
-        buf.erase(0, end + 4);
-        int idx;
-        {
-          std::lock_guard l(mu_);
-          requests_.push_back(req);
-          idx = static_cast<int>(requests_.size()) - 1;
-        }
-        std::string resp = handler_(req, idx);
-        if (resp.empty()) {  // stall until the test ends
-          while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-          break;
-        }
-        if (::write(c, resp.data(), resp.size()) < 0) break;
-      }
-    }
-    ::close(c);
-  }
-
-  Handler handler_;
-  int fd_ = -1, port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread acceptor_;
-  std::vector<std::thread> conns_;
-  std::mutex mu_;
-  std::vector<std::string> requests_;
-};
 
 std::string range_response(const std::string& body, uint64_t first, uint64_t last) {
   std::string part = body.substr(first, last - first + 1);
@@ -106,6 +32,9 @@ std::string range_response(const std::string& body, uint64_t first, uint64_t las
 std::unique_ptr<Client> client_for(int port, std::map<std::string, std::string, std::less<>> extra = {}) {
   extra["AWS_ENDPOINT_URL"] = "http://127.0.0.1:" + std::to_string(port);
   extra.try_emplace("MODELFETCH_RETRY_BASE_MS", "1");
+  // No credentials given: unsigned, as these fakes expect (and never the chain's IMDS at 169.254.169.254).
+  if (!extra.contains("AWS_ACCESS_KEY_ID")) extra.try_emplace("MODELFETCH_NO_SIGN", "1");
+  extra.try_emplace("AWS_EC2_METADATA_DISABLED", "true");
   auto cfg = RemoteConfig::from_env(map_env(extra));
   REQUIRE(cfg.ok());
   auto c = make_client(*parse_remote_url("s3://bucket/"), *cfg);
@@ -272,4 +201,63 @@ TEST_CASE("stalled transfers are aborted by the overall timeout") {
   auto r = c->read({"k", "", 0, 4, buf.data()});
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ETIMEDOUT);
+}
+
+namespace {
+
+std::unique_ptr<Client> signed_client(int port, const std::string& bucket) {
+  auto cfg = RemoteConfig::from_env(map_env({{"AWS_ENDPOINT_URL", "http://127.0.0.1:" + std::to_string(port)},
+                                             {"AWS_ACCESS_KEY_ID", "AKIDTEST"}, {"AWS_SECRET_ACCESS_KEY", "SECRETVALUE"},
+                                             {"AWS_REGION", "us-east-1"}, {"MODELFETCH_RETRY_BASE_MS", "1"}}));
+  REQUIRE(cfg.ok());
+  auto c = make_client(*parse_remote_url("s3://" + bucket + "/"), *cfg);
+  REQUIRE(c.ok());
+  return std::move(*c);
+}
+
+}  // namespace
+
+TEST_CASE("a 400 AuthorizationHeaderMalformed naming the bucket's region is followed once, then remembered") {
+  FakeServer server([](const std::string& req, int) {
+    if (req.find("/eu-west-3/s3/aws4_request") != std::string::npos) return range_response(kBody, 0, 3);
+    return response("400 Bad Request", "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region "
+                                       "'us-east-1' is wrong; expecting 'eu-west-3'</Message>"
+                                       "<Region>eu-west-3</Region></Error>");
+  });
+  std::vector<std::byte> buf(4);
+  {
+    auto c = signed_client(server.port(), "regional-bucket");
+    REQUIRE(c->read({"k", "", 0, 4, buf.data()}).ok());
+    CHECK(std::memcmp(buf.data(), "0123", 4) == 0);
+    CHECK(server.requests().size() == 2);
+    REQUIRE(c->read({"k", "", 0, 4, buf.data()}).ok());  // the same client: straight to eu-west-3
+    CHECK(server.requests().size() == 3);
+  }
+  auto again = signed_client(server.port(), "regional-bucket");  // a later client of the same bucket
+  CHECK(again->stat("k").ok());
+  CHECK(server.requests().back().find("/eu-west-3/s3/aws4_request") != std::string::npos);
+  CHECK(server.requests().size() == 4);
+}
+
+TEST_CASE("a 301 with x-amz-bucket-region on HEAD is followed; a region that does not help is not followed twice") {
+  FakeServer moved([](const std::string& req, int) {
+    if (req.find("/ap-south-1/s3/aws4_request") != std::string::npos)
+      return response("200 OK", "", "ETag: \"v\"\r\n");
+    return std::string("HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: ap-south-1\r\nContent-Length: 0\r\n\r\n");
+  });
+  auto c = signed_client(moved.port(), "moved-bucket");
+  auto st = c->stat("k");
+  CHECK(st.ok());
+  CHECK(moved.requests().size() == 2);
+  CHECK(moved.requests()[1].find("/ap-south-1/s3/aws4_request") != std::string::npos);
+
+  FakeServer stubborn([](const std::string&, int) {
+    return response("400 Bad Request", "<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-north-1</Region></Error>");
+  });
+  auto s = signed_client(stubborn.port(), "stubborn-bucket");
+  std::vector<std::byte> buf(4);
+  auto r = s->read({"k", "", 0, 4, buf.data()});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("AuthorizationHeaderMalformed") != std::string::npos);
+  CHECK(stubborn.requests().size() == 2);
 }

@@ -4,7 +4,11 @@
 
 MF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MF_BUILD=${MF_BUILD:-$MF_ROOT/build}
-MF_PY=/usr/bin/python3  # Debian's python: numpy, torch and boto3 come from apt (the pyenv python has none)
+MF_PY=/usr/bin/python3
+# Every script here talks to local servers only: the credential chain must never reach for the EC2 instance
+# metadata service (a link-local address) from a test, the demo or a benchmark. Tests that exercise IMDS
+# point AWS_EC2_METADATA_SERVICE_ENDPOINT at a loopback fake and set this to false themselves.
+export AWS_EC2_METADATA_DISABLED=${AWS_EC2_METADATA_DISABLED:-true}  # Debian's python: numpy, torch and boto3 come from apt (the pyenv python has none)
 
 # Debian packages the build, the tests and the demo need.
 MF_APT_PACKAGES=(

@@ -611,7 +611,7 @@ void MappingManager::after_fork_child() {
   im.uffd = -1;
   im.broken.store(false);
   im.hint_mu.unlock();
-  im.mu.unlock();
+  im.mu.unlock_after_fork_child();  // a shared mutex: unlock() cannot release it here (lock.hpp)
 }
 
 void MappingManager::hint_order(const RemoteObject& object, std::vector<uint64_t> chunk_indices) {

@@ -148,6 +148,19 @@ class BasicSharedMutex {
       mu_.unlock_shared();
     }
   }
+  // Fork child only, instead of unlock() of a lock the atfork prepare handler took exclusively: glibc's
+  // rwlock decides a write unlock by comparing the owner's thread id, which the child's thread no longer
+  // has, so a plain unlock there is taken for a read unlock and the lock stays write-locked for ever
+  // (found by tests/shim/soak.c: every forked child hung in its first mmap). Re-initialises it, unlocked.
+  void unlock_after_fork_child() {
+    if constexpr (Checked) {
+      const LockRank r = info_.rank;
+      new (&mu_) std::shared_mutex();
+      lockorder::release(r);
+    } else {
+      new (&mu_) std::shared_mutex();
+    }
+  }
 
  private:
   std::shared_mutex mu_;

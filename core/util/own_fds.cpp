@@ -56,7 +56,9 @@ int own_fd(int fd) {
   int saved = errno;
   int moved = fd >= own_fd_base() ? fd : static_cast<int>(::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, own_fd_base()));
   if (moved >= 0 && moved != fd) {
-    ::syscall(SYS_close, fd);
+    // Through libc, not a raw syscall: a sanitizer runtime (TSan) tracks fds by number and would take the
+    // program's next open() of this low number for a race with our eventfd()/socket().
+    ::close(fd);
     fd = moved;
   }
   register_own_fd(fd);

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,7 +127,10 @@ TEST_CASE("a read error on the userfaultfd fails the waiting fault with SIGBUS, 
     if (!p) return 2;
     if (!f.same(p, 0, kPage)) return 3;  // the fault thread works until the injection
     // The fd the fault thread reads: the one /proc/self/fd shows as anon_inode:[userfaultfd].
-    for (int fd = 3; fd < 1024; ++fd) {
+    // (The engine's fds live at 3/4 of RLIMIT_NOFILE's soft limit, which may be far above 1024.)
+    struct rlimit rl {};
+    const int hi = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1u << 20) ? static_cast<int>(rl.rlim_cur) : 1 << 20;
+    for (int fd = 3; fd < hi; ++fd) {
       char link[64], target[256] = {};
       std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
       if (readlink(link, target, sizeof target - 1) > 0 && std::strstr(target, "userfaultfd")) g_uffd_fd = fd;

@@ -43,6 +43,7 @@
 // off keeps every chunk cached and places by copy).
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -426,12 +427,21 @@ void MappingManager::Impl::fault_loop() {
       if (failed("poll(userfaultfd)", errno)) return;
       continue;
     }
+    // A number that changed since it was read (a move whose acknowledgement timed out: the old number may
+    // be the program's file now) is neither drained, read, nor taken as an error: re-read first.
+    const bool moved = uffd.get() != fds[0].fd || w->quit_fd.get() != fds[1].fd;
     if (fds[1].revents & (POLLIN | POLLERR | POLLNVAL)) {
       if (w->stop.load(std::memory_order_acquire)) return;
+      if (moved) continue;
+      if (fds[1].revents & (POLLERR | POLLNVAL)) {  // cannot happen to our eventfd; never a spin
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
       uint64_t v;
-      (void)!::read(fds[1].fd, &v, sizeof v);  // a wake after a move: drain it (non-blocking)
+      (void)!::syscall(SYS_read, fds[1].fd, &v, sizeof v);  // a wake after a move: drain it (non-blocking)
       continue;
     }
+    if (moved) continue;
     if (fds[0].revents & (POLLERR | POLLNVAL)) {
       uffd_failed("poll(userfaultfd)", fds[0].revents & POLLNVAL ? EBADF : EIO);
       return;
@@ -459,7 +469,7 @@ void MappingManager::Impl::fds_moved(void* self) {
   if (!w) return;
   const uint64_t gen = im->fd_gen.fetch_add(1, std::memory_order_acq_rel) + 1;
   const uint64_t one = 1;
-  (void)!::write(w->quit_fd.get(), &one, sizeof one);
+  (void)!::syscall(SYS_write, w->quit_fd.get(), &one, sizeof one);
   // Bounded: the fault thread acknowledges at the top of its loop (handle_faults never waits on the
   // network). Past the bound the program's call goes on; the thread re-reads the numbers on its next wake.
   for (int i = 0; i < 2000 && im->fd_seen.load(std::memory_order_acquire) < gen; ++i)

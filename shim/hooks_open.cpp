@@ -102,13 +102,19 @@ int close_range_sparing_ours(unsigned lo, unsigned hi, int flags) {
   return 0;
 }
 
-// dup2/dup3 onto one of the engine's own fds: refused with EBUSY (docs/DESIGN.md "The engine's own fds").
-bool onto_own_fd(int oldfd, int newfd) {
-  if (oldfd == newfd || !is_own_fd(newfd) || in_vfork_child()) return false;
-  log_message(LogLevel::warn, "dup2/dup3 onto fd %d, which the shim uses itself (userfaultfd, eventfd or a "
-              "connection): refused with EBUSY", newfd);
+// dup2/dup3 onto one of the engine's own fds: the engine's fd moves to another number first
+// (relocate_own_fd), then the program's call replaces the old number as it would any fd. One that cannot move
+// (curl's connections) is refused with EBUSY (docs/DESIGN.md "The engine's own fds"). Returns 1 when the
+// caller must fail the call (errno set), 2 when newfd was ours and moved (a failed call must close newfd:
+// it still refers to the engine's file), 0 otherwise.
+int onto_own_fd(int oldfd, int newfd) {
+  if (oldfd == newfd || !is_own_fd(newfd) || in_vfork_child()) return 0;
+  if (real.fcntl(oldfd, F_GETFD) < 0) return 1;  // EBADF, before anything moves
+  if (relocate_own_fd(newfd)) return 2;
+  log_message(LogLevel::warn, "dup2/dup3 onto fd %d, which the shim uses itself (a connection): refused with "
+              "EBUSY", newfd);
   errno = EBUSY;
-  return true;
+  return 1;
 }
 
 // dup2/dup3 onto a virtual fd closes it, as the kernel does: untracked once the call succeeded.
@@ -173,7 +179,12 @@ MF_EXPORT FILE* fdopen(int fd, const char* mode) {
 MF_EXPORT int close(int fd) {
   // The engine's own fds survive the program's close, which succeeds as if it had closed them
   // (core/util/own_fds.hpp); a vfork child's table is its own copy and closes what it asks.
-  if (is_own_fd(fd) && !in_vfork_child()) return 0;
+  // One that can move (the userfaultfd, eventfds, the SIGBUS memfd) moves, and the number is closed for real
+  // (free for the program's next open); one that cannot (a connection) stays.
+  if (is_own_fd(fd) && !in_vfork_child()) {
+    ensure_init();
+    return relocate_own_fd(fd) ? real.close(fd) : 0;
+  }
   Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too
   // Before the number can be reused by another thread; never from a vfork child (the table is the parent's).
   if (v && v->maybe_virtual(fd) && !in_vfork_child()) v->close_fd(fd);
@@ -202,8 +213,8 @@ MF_EXPORT int dup(int fd) {
   track_dup(fd, r);
   return r;
 }
-MF_EXPORT int dup2(int oldfd, int newfd) {
-  if (onto_own_fd(oldfd, newfd)) return -1;
+namespace {
+int dup2_impl(int oldfd, int newfd) {
   Vfs* v = active();
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd))) return real.dup2(oldfd, newfd);
   if (oldfd == newfd || in_vfork_child()) return real.dup2(oldfd, newfd);
@@ -216,8 +227,7 @@ MF_EXPORT int dup2(int oldfd, int newfd) {
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
 }
-MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
-  if (onto_own_fd(oldfd, newfd)) return -1;
+int dup3_impl(int oldfd, int newfd, int flags) {
   Vfs* v = active();
   if (!v || (!v->maybe_virtual(oldfd) && !v->maybe_virtual(newfd)) || in_vfork_child())
     return real.dup3(oldfd, newfd, flags);
@@ -226,6 +236,30 @@ MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
   forget(v, newfd);
   if (v->maybe_virtual(oldfd)) track_dup(oldfd, r);
   return r;
+}
+// After onto_own_fd moved the engine's fd away from newfd: a failed call leaves newfd a stray copy of the
+// engine's file, which is closed (the program sees the number free, as after a close).
+int close_if_failed(int r, int newfd) {
+  if (r < 0) {
+    int e = errno;
+    real.close(newfd);
+    errno = e;
+  }
+  return r;
+}
+}  // namespace
+
+MF_EXPORT int dup2(int oldfd, int newfd) {
+  int o = onto_own_fd(oldfd, newfd);
+  if (o == 1) return -1;
+  int r = dup2_impl(oldfd, newfd);
+  return o == 2 ? close_if_failed(r, newfd) : r;
+}
+MF_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  int o = onto_own_fd(oldfd, newfd);
+  if (o == 1) return -1;
+  int r = dup3_impl(oldfd, newfd, flags);
+  return o == 2 ? close_if_failed(r, newfd) : r;
 }
 
 // Every fcntl argument is an int or a pointer; on x86-64 both travel in one register, so forwarding it as

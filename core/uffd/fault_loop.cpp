@@ -43,6 +43,7 @@
 // off keeps every chunk cached and places by copy).
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -203,8 +204,7 @@ void MappingManager::Impl::install_sigbus(Region& r, uint64_t p0, uint64_t p1) {
   // past EOF. It replaces (MAP_FIXED) the pages there.
   void* at = reinterpret_cast<void*>(r.start + p0 * page);
   const size_t len = (p1 - p0) * page;
-  if (sys.mmap(at, len, r.prot == PROT_NONE ? PROT_READ : r.prot, MAP_SHARED | MAP_FIXED, sigbus_fd, 0) ==
-      MAP_FAILED) {
+  if (map_sigbus(at, len, r.prot == PROT_NONE ? PROT_READ : r.prot) == MAP_FAILED) {
     MF_ERROR("cannot install the SIGBUS mapping (%s): unmapping the pages instead", std::strerror(errno));
     sys.munmap(at, len);
   }
@@ -403,7 +403,7 @@ void MappingManager::Impl::uffd_failed(const char* what, int err) {
 void MappingManager::Impl::fault_loop() {
   constexpr int kTransientRetries = 100;
   Workers* w = workers;
-  pollfd fds[2] = {{uffd, POLLIN, 0}, {w->quit_fd, POLLIN, 0}};
+  pollfd fds[2] = {{-1, POLLIN, 0}, {-1, POLLIN, 0}};
   uffd_msg msgs[kMsgBatch];
   std::vector<uintptr_t> addrs;
   int transient = 0;
@@ -417,16 +417,36 @@ void MappingManager::Impl::fault_loop() {
     return true;
   };
   for (;;) {
+    // The numbers are re-read every time (the program's dup2/close onto one moves it: fds_moved), and
+    // acknowledged after they were read.
+    const uint64_t gen = fd_gen.load(std::memory_order_acquire);
+    fds[0].fd = uffd.get();
+    fds[1].fd = w->quit_fd.get();
+    fd_seen.store(gen, std::memory_order_release);
     if (uffd::sys_poll(fds, 2, -1) < 0) {
       if (failed("poll(userfaultfd)", errno)) return;
       continue;
     }
-    if (fds[1].revents & POLLIN) return;
+    // A number that changed since it was read (a move whose acknowledgement timed out: the old number may
+    // be the program's file now) is neither drained, read, nor taken as an error: re-read first.
+    const bool moved = uffd.get() != fds[0].fd || w->quit_fd.get() != fds[1].fd;
+    if (fds[1].revents & (POLLIN | POLLERR | POLLNVAL)) {
+      if (w->stop.load(std::memory_order_acquire)) return;
+      if (moved) continue;
+      if (fds[1].revents & (POLLERR | POLLNVAL)) {  // cannot happen to our eventfd; never a spin
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      uint64_t v;
+      (void)!::syscall(SYS_read, fds[1].fd, &v, sizeof v);  // a wake after a move: drain it (non-blocking)
+      continue;
+    }
+    if (moved) continue;
     if (fds[0].revents & (POLLERR | POLLNVAL)) {
       uffd_failed("poll(userfaultfd)", fds[0].revents & POLLNVAL ? EBADF : EIO);
       return;
     }
-    const ssize_t got = uffd::sys_read(uffd, msgs, sizeof msgs);
+    const ssize_t got = uffd::sys_read(fds[0].fd, msgs, sizeof msgs);
     if (got < 0) {
       if (failed("read(userfaultfd)", errno)) return;
       continue;
@@ -441,6 +461,28 @@ void MappingManager::Impl::fault_loop() {
     faults.fetch_add(static_cast<uint64_t>(got) / sizeof(uffd_msg), std::memory_order_relaxed);
     handle_faults(addrs, t0);
   }
+}
+
+void MappingManager::Impl::fds_moved(void* self) {
+  auto* im = static_cast<Impl*>(self);
+  Workers* w = im->live_workers.load(std::memory_order_acquire);
+  if (!w) return;
+  const uint64_t gen = im->fd_gen.fetch_add(1, std::memory_order_acq_rel) + 1;
+  const uint64_t one = 1;
+  (void)!::syscall(SYS_write, w->quit_fd.get(), &one, sizeof one);
+  // Bounded: the fault thread acknowledges at the top of its loop (handle_faults never waits on the
+  // network). Past the bound the program's call goes on; the thread re-reads the numbers on its next wake.
+  for (int i = 0; i < 2000 && im->fd_seen.load(std::memory_order_acquire) < gen; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (im->fd_seen.load(std::memory_order_acquire) < gen)
+    MF_WARN("the fault thread did not pick up a moved fd within 2 s (the program's dup2/close onto it goes on)");
+}
+
+void* MappingManager::Impl::map_sigbus(void* at, uint64_t len, int prot) {
+  const int fd = sigbus_fd.get();
+  void* p = sys.mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+  if (sigbus_fd.get() != fd && sigbus_fd.open()) p = sys.mmap(at, len, prot, MAP_SHARED | MAP_FIXED, sigbus_fd.get(), 0);
+  return p;
 }
 
 }  // namespace mf

@@ -19,6 +19,7 @@
 
 #include "core/uffd/page_bitmap.hpp"
 #include "core/uffd/uffd.hpp"
+#include "core/util/own_fds.hpp"
 #include "core/util/lock.hpp"
 #include "core/vfs/mappings.hpp"
 
@@ -91,7 +92,10 @@ struct FaultJob {
 struct Workers {
   std::thread fault_thread;
   std::vector<std::thread> fill_threads;  // kFillWorkers
-  int quit_fd = -1;  // eventfd: the fault thread polls it next to the uffd
+  // eventfd: the fault thread polls it next to the uffd; written to stop the thread (stop set first) and to
+  // make it re-read the fds' numbers after one moved (core/util/own_fds.hpp relocate_own_fd)
+  OwnFd quit_fd;
+  std::atomic<bool> stop{false};
   Mutex mu{LockRank::fill_workers};  // guards parked, queue, fill_busy and quit
   CondVar cv;
   std::deque<FaultJob> parked;              // faults whose chunk was not resident: served first
@@ -111,12 +115,21 @@ struct MappingManager::Impl {
   const MapSyscalls sys;
   uint64_t page = 4096;
   MapMode mode = MapMode::eager;
-  int uffd = -1;
+  OwnFd uffd;  // relocatable (own_fds.hpp): read with get() at each use
   bool user_mode_only = false;
   bool thp = false;         // transparent huge pages "always" or "madvise" (read once, in decide_mode)
   bool huge_moves = false;  // UFFDIO_MOVE of huge pages for writable regions (fault_loop.cpp)
   bool allow_huge = true;   // MODELFETCH_HUGE_PAGES
-  int sigbus_fd = -1;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access
+  OwnFd sigbus_fd;  // an empty memfd: a MAP_SHARED mapping of it raises SIGBUS on access (relocatable)
+  // The fault thread's view of the fds' numbers. relocate_own_fd calls fds_moved (from the program's thread),
+  // which bumps fd_gen, wakes the thread and waits (bounded) until fd_seen reaches it: the thread has re-read
+  // the numbers and polls the moved fds, not the old numbers that the program's dup2 is about to take.
+  std::atomic<Workers*> live_workers{nullptr};
+  std::atomic<uint64_t> fd_gen{0}, fd_seen{0};
+  static void fds_moved(void* self);
+  // mmap(at, len, prot, MAP_SHARED | MAP_FIXED) of the SIGBUS memfd, redone with the new number if it moved
+  // during the call (the old number may have been the program's file by then).
+  void* map_sigbus(void* at, uint64_t len, int prot);
 
   // Guards regions, workers and sigbus_fd. Shared for lookups (overlaps, fill_for_kernel, the fault
   // thread), exclusive to change the map (map, munmap, madvise, mremap, fork). Never held across a fetch.

@@ -100,7 +100,7 @@ void MappingManager::Impl::decide_mode() {
     return;
   }
   mode = MapMode::uffd;
-  uffd = own_fd(h->fd);  // core/util/own_fds.hpp: out of the program's reach
+  uffd = hold_own_fd(h->fd, &Impl::fds_moved, this);  // core/util/own_fds.hpp: out of the program's reach
   user_mode_only = h->user_mode_only;
   huge_moves = allow_huge && h->can_move && thp;
   MF_INFO("mappings: userfaultfd mode via %s; %s", h->how.c_str(),
@@ -109,22 +109,23 @@ void MappingManager::Impl::decide_mode() {
 
 Result<void> MappingManager::Impl::ensure_started() {
   if (workers) return {};
-  if (sigbus_fd < 0) sigbus_fd = own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
-  if (sigbus_fd < 0) return make_error(errno, std::string("memfd_create: ") + std::strerror(errno));
-  if (uffd < 0) {  // a fork child: the parent's uffd was closed
+  if (!sigbus_fd.open()) sigbus_fd = hold_own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
+  if (!sigbus_fd.open()) return make_error(errno, std::string("memfd_create: ") + std::strerror(errno));
+  if (!uffd.open()) {  // a fork child: the parent's uffd was closed
     auto h = uffd::open_uffd();
     if (!h) return h.error();
-    uffd = own_fd(h->fd);  // core/util/own_fds.hpp: out of the program's reach
+    uffd = hold_own_fd(h->fd, &Impl::fds_moved, this);  // core/util/own_fds.hpp: out of the program's reach
     user_mode_only = h->user_mode_only;
     huge_moves = allow_huge && h->can_move && thp;
   }
   auto* w = new Workers;
-  w->quit_fd = own_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (w->quit_fd < 0) {
+  w->quit_fd = hold_own_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), &Impl::fds_moved, this);
+  if (!w->quit_fd.open()) {
     delete w;
     return make_error(errno, std::string("eventfd: ") + std::strerror(errno));
   }
   workers = w;
+  live_workers.store(w, std::memory_order_release);
   // Our threads take no signals meant for the app (start_internal_thread blocks them all).
   w->fault_thread = start_internal_thread([this] { fault_loop(); });
   for (int i = 0; i < kFillWorkers; ++i) w->fill_threads.push_back(start_internal_thread([this] { worker_loop(); }));
@@ -221,8 +222,8 @@ Result<void*> MappingManager::Impl::map_uffd(std::shared_ptr<const RemoteObject>
   held.clear();
   const uint64_t pages = len / page, data = data_pages_of(*obj, offset, pages, page);
   const auto start = reinterpret_cast<uintptr_t>(p);
-  if (data < pages && sys.mmap(reinterpret_cast<void*>(start + data * page), (pages - data) * page, prot,
-                               MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED) {
+  if (data < pages && map_sigbus(reinterpret_cast<void*>(start + data * page), (pages - data) * page, prot) ==
+                          MAP_FAILED) {
     const int e = errno;
     sys.munmap(p, len);
     return make_error(e, std::string("mmap of the past-EOF pages: ") + std::strerror(e));
@@ -288,7 +289,7 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
   }
   {
     std::lock_guard lock(mu);
-    if (sigbus_fd < 0) sigbus_fd = own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
+    if (!sigbus_fd.open()) sigbus_fd = hold_own_fd(::memfd_create("modelfetch-sigbus", MFD_CLOEXEC));
   }
   // Huge pages unless MODELFETCH_HUGE_PAGES=off: the copy below writes every page of the mapping, and a
   // 2 MiB-aligned MADV_HUGEPAGE area takes one fault per 2 MiB instead of 512 (a 4 KiB fault costs ~11 us in
@@ -325,8 +326,7 @@ Result<void*> MappingManager::Impl::map_eager(std::shared_ptr<const RemoteObject
     cache.note_served(n);
     o += n;
   }
-  if (data < pages && (sigbus_fd < 0 || sys.mmap(base + data * page, (pages - data) * page, prot,
-                                                 MAP_SHARED | MAP_FIXED, sigbus_fd, 0) == MAP_FAILED)) {
+  if (data < pages && (!sigbus_fd.open() || map_sigbus(base + data * page, (pages - data) * page, prot) == MAP_FAILED)) {
     const int e = errno;
     sys.munmap(p, len);
     return make_error(e, "mmap of the past-EOF pages failed");
@@ -363,8 +363,10 @@ MappingManager::~MappingManager() {
       w->quit = true;
     }
     w->cv.notify_all();
+    im.live_workers.store(nullptr, std::memory_order_release);
+    w->stop.store(true, std::memory_order_release);
     const uint64_t one = 1;
-    (void)!::write(w->quit_fd, &one, sizeof one);
+    (void)!::write(w->quit_fd.get(), &one, sizeof one);
     w->fault_thread.join();
     for (auto& t : w->fill_threads) t.join();
     close_own_fd(w->quit_fd);
@@ -373,8 +375,8 @@ MappingManager::~MappingManager() {
   // Mappings still managed would read zeros once nobody serves their faults: unmap them instead (an access
   // then gets SIGSEGV). The shim never destroys its manager; tests unmap first.
   for (auto& [start, r] : im.regions) im.sys.munmap(reinterpret_cast<void*>(start), r->pages * im.page);
-  if (im.uffd >= 0) close_own_fd(im.uffd);
-  if (im.sigbus_fd >= 0) close_own_fd(im.sigbus_fd);
+  close_own_fd(im.uffd);
+  close_own_fd(im.sigbus_fd);
 }
 
 MapMode MappingManager::mode() const { return impl_->mode; }
@@ -604,11 +606,11 @@ void MappingManager::after_fork_child() {
   im.regions.clear();
   im.publish();
   if (im.workers) {
+    im.live_workers.store(nullptr, std::memory_order_release);
     close_own_fd(im.workers->quit_fd);
     im.workers = nullptr;
   }
-  if (im.uffd >= 0) close_own_fd(im.uffd);  // the parent's context: using it here would act on the parent's mm
-  im.uffd = -1;
+  close_own_fd(im.uffd);  // the parent's context: using it here would act on the parent's mm
   im.broken.store(false);
   im.hint_mu.unlock();
   im.mu.unlock_after_fork_child();  // a shared mutex: unlock() cannot release it here (lock.hpp)

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/util/own_fds.hpp"
 #include "core/util/result.hpp"
 
 struct pollfd;
@@ -61,6 +62,45 @@ CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint6
 // places the rest with copy() (src still holds those bytes). EEXIST: a dst page is present; EINVAL: the two
 // areas are not compatible (protection, mlock); EBUSY: src is shared (after fork).
 CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len);
+
+// The same on the engine's relocatable userfaultfd (core/util/own_fds.hpp OwnFd): the number is read at the
+// call; when the call fails and the number changed meanwhile (the program's dup2/close onto it moved the fd:
+// the old number was the program's file by then), it is retried once with the new number.
+inline Result<void> register_missing(const OwnFd& h, uintptr_t addr, uint64_t len) {
+  const int fd = h.get();
+  auto r = register_missing(fd, addr, len);
+  if (!r && h.get() != fd) r = register_missing(h.get(), addr, len);
+  return r;
+}
+inline Result<void> unregister(const OwnFd& h, uintptr_t addr, uint64_t len) {
+  const int fd = h.get();
+  auto r = unregister(fd, addr, len);
+  if (!r && h.get() != fd) r = unregister(h.get(), addr, len);
+  return r;
+}
+inline int wake(const OwnFd& h, uintptr_t addr, uint64_t len) {
+  const int fd = h.get();
+  int r = wake(fd, addr, len);
+  if (r != 0 && h.get() != fd) r = wake(h.get(), addr, len);
+  return r;
+}
+CopyResult copy(int fd, uintptr_t dst, const std::byte* src, uint64_t len, uint64_t page);
+CopyResult move(int fd, uintptr_t dst, std::byte* src, uint64_t len);
+inline CopyResult copy(const OwnFd& h, uintptr_t dst, const std::byte* src, uint64_t len, uint64_t page) {
+  const int fd = h.get();
+  CopyResult r = copy(fd, dst, src, len, page);
+  if (r.status != CopyStatus::ok && h.get() != fd) {
+    const CopyResult rest = copy(h.get(), dst + r.copied, src + r.copied, len - r.copied, page);
+    r = CopyResult{rest.status, rest.err, r.copied + rest.copied};
+  }
+  return r;
+}
+inline CopyResult move(const OwnFd& h, uintptr_t dst, std::byte* src, uint64_t len) {
+  const int fd = h.get();
+  CopyResult r = move(fd, dst, src, len);
+  if (r.status != CopyStatus::ok && r.copied == 0 && h.get() != fd) r = move(h.get(), dst, src, len);
+  return r;
+}
 
 // The calls on an open userfaultfd (the ioctls above, and the fault thread's poll and read) go through these,
 // so that tests can inject failures (tests/unit/uffd/test_fault_errors.cpp). Libc's by default.

@@ -24,6 +24,16 @@ constinit std::atomic<int> g_base{0};
 
 bool in_range(int fd) { return fd >= 0 && static_cast<unsigned>(fd) < kMaxFd; }
 
+// OwnFd slots. used: taken by hold_own_fd (CAS), freed by close_own_fd. num: the fd now (-1 while free).
+constexpr int kSlots = 32;
+struct Slot {
+  std::atomic<bool> used{false};
+  std::atomic<int> num{-1};
+  std::atomic<OwnFdMoved> on_move{nullptr};
+  std::atomic<void*> ctx{nullptr};
+};
+constinit Slot g_slots[kSlots] = {};
+
 }  // namespace
 
 int own_fd_base() {
@@ -69,6 +79,63 @@ int own_fd(int fd) {
 int close_own_fd(int fd) {
   unregister_own_fd(fd);
   return static_cast<int>(::syscall(SYS_close, fd));
+}
+
+OwnFd hold_own_fd(int fd, OwnFdMoved on_move, void* ctx) {
+  fd = own_fd(fd);
+  if (fd < 0) return OwnFd{};
+  for (Slot& s : g_slots) {
+    bool expected = false;
+    if (!s.used.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) continue;
+    s.on_move.store(on_move, std::memory_order_relaxed);
+    s.ctx.store(ctx, std::memory_order_relaxed);
+    s.num.store(fd, std::memory_order_release);
+    return OwnFd{&s.num};
+  }
+  // No slot: registered where it is, not relocatable. A static holder keeps get() working.
+  auto* fixed = new std::atomic<int>(fd);
+  return OwnFd{fixed};
+}
+
+int close_own_fd(OwnFd& h) {
+  if (!h.num) return 0;
+  int fd = h.num->exchange(-1, std::memory_order_acq_rel);
+  for (Slot& s : g_slots)
+    if (&s.num == h.num) {
+      s.on_move.store(nullptr, std::memory_order_relaxed);
+      s.used.store(false, std::memory_order_release);
+    }
+  h.num = nullptr;
+  return fd < 0 ? 0 : close_own_fd(fd);
+}
+
+bool relocate_own_fd(int fd) {
+  if (!is_own_fd(fd)) return true;
+  for (Slot& s : g_slots) {
+    if (s.num.load(std::memory_order_acquire) != fd) continue;
+    int saved = errno;
+    int moved = static_cast<int>(::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, own_fd_base()));
+    if (moved < 0) {  // EMFILE; or EBADF: the engine closed it meanwhile
+      bool gone = !is_own_fd(fd);
+      errno = gone ? saved : EBUSY;
+      return gone;
+    }
+    register_own_fd(moved);
+    int expected = fd;
+    if (!s.num.compare_exchange_strong(expected, moved, std::memory_order_acq_rel)) {
+      // The engine closed or moved it meanwhile (a racing relocation won): drop our copy.
+      unregister_own_fd(moved);
+      ::syscall(SYS_close, moved);
+      errno = saved;
+      return !is_own_fd(fd);
+    }
+    unregister_own_fd(fd);
+    if (OwnFdMoved cb = s.on_move.load(std::memory_order_acquire)) cb(s.ctx.load(std::memory_order_relaxed));
+    errno = saved;
+    return true;
+  }
+  errno = EBUSY;
+  return false;
 }
 
 bool is_own_fd(int fd) {
@@ -122,6 +189,11 @@ void register_new_fds(const std::vector<OpenFd>& before) {
 void reset_own_fds_for_test() {
   for (auto& w : g_bits) w.store(0, std::memory_order_relaxed);
   g_count.store(0, std::memory_order_release);
+  for (Slot& s : g_slots) {
+    s.num.store(-1, std::memory_order_relaxed);
+    s.on_move.store(nullptr, std::memory_order_relaxed);
+    s.used.store(false, std::memory_order_release);
+  }
 }
 
 }  // namespace mf

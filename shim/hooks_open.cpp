@@ -183,6 +183,10 @@ MF_EXPORT int close(int fd) {
   // (free for the program's next open); one that cannot (a connection) stays.
   if (is_own_fd(fd) && !in_vfork_child()) {
     ensure_init();
+    if (t_busy || on_internal_thread()) {  // the engine (or curl inside it) closing its own fd: for real
+      unregister_own_fd(fd);
+      return real.close(fd);
+    }
     return relocate_own_fd(fd) ? real.close(fd) : 0;
   }
   Vfs* v = g_vfs.load(std::memory_order_acquire);  // no guard: our own closes must untrack too
@@ -191,6 +195,20 @@ MF_EXPORT int close(int fd) {
   ensure_init();
   return real.close(fd);
 }
+// curl_multi_init's wakeup pair (and any other socketpair the engine makes): moved to the engine's high fd
+// numbers and registered like its other fds (core/util/own_fds.hpp), so the program's close/dup2 of the low
+// numbers it would otherwise take (3 and 4 in a fresh process) never meets them. The program's own pairs pass.
+MF_EXPORT int socketpair(int domain, int type, int protocol, int sv[2]) {
+  ensure_init();
+  const bool ours = t_busy || on_internal_thread();
+  const int r = real.socketpair(domain, type, protocol, sv);
+  if (r == 0 && ours) {
+    sv[0] = own_fd(sv[0]);
+    sv[1] = own_fd(sv[1]);
+  }
+  return r;
+}
+
 MF_EXPORT int close_range(unsigned lo, unsigned hi, int flags) {
   ensure_init();
   Vfs* v = g_vfs.load(std::memory_order_acquire);

@@ -57,6 +57,7 @@ namespace mf::shim {
   X(dup, int, int)                                                                   \
   X(dup2, int, int, int)                                                             \
   X(dup3, int, int, int, int)                                                        \
+  X(socketpair, int, int, int, int, int*)                                            \
   X(fcntl, int, int, int, ...)                                                       \
   X(stat, int, const char*, struct stat*)                                            \
   X(lstat, int, const char*, struct stat*)                                           \

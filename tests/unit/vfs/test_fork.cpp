@@ -144,6 +144,13 @@ TEST_CASE("fork while other threads list, stat, read and map: the child stats an
   MESSAGE("skipped under TSan: it does not support a child of a multi-threaded process starting threads");
   return;
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+  // GCC 12's ASan runtime does not hold its allocator's locks across fork: a child forked while another
+  // thread allocates can block for ever in its first malloc (seen here about one run in three, the child's
+  // stack in SizeClassAllocator64::GetFromAllocator under opendir). The normal build runs this test.
+  MESSAGE("skipped under ASan: its allocator is not fork-safe in a multi-threaded process (GCC 12)");
+  return;
+#endif
   ForkFixture f;
   std::atomic<bool> stop{false};
   std::atomic<int> bad{0};

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "slurp.h"
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
 #else
@@ -110,16 +112,12 @@ static int load_local(const char* fpath, const struct stat* st, int type, struct
   struct file* f = &files[nfiles++];
   snprintf(f->rel, sizeof f->rel, "%s", fpath + strlen(L) + 1);
   f->n = (size_t)st->st_size;
-  f->data = malloc(f->n + 1);
-  int fd = open(fpath, O_RDONLY);
   size_t got = 0;
-  ssize_t r;
-  while (fd >= 0 && (r = read(fd, f->data + got, f->n - got)) > 0) got += (size_t)r;
-  if (fd < 0 || got != f->n) {
+  f->data = (unsigned char*)slurp(fpath, &got);
+  if (!f->data || got != f->n) {
     fprintf(stderr, "cannot read the local copy %s\n", fpath);
     exit(2);
   }
-  close(fd);
   return 0;
 }
 

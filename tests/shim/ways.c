@@ -27,6 +27,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "slurp.h"
+
 struct file {
   char rel[512];
   unsigned char* data;
@@ -70,16 +72,12 @@ static int load_local(const char* fpath, const struct stat* st, int type, struct
   struct file* f = &files[nfiles++];
   snprintf(f->rel, sizeof f->rel, "%s", fpath + strlen(L) + 1);
   f->n = (size_t)st->st_size;
-  f->data = malloc(f->n + 1);
-  int fd = open(fpath, O_RDONLY);
   size_t got = 0;
-  ssize_t r;
-  while (fd >= 0 && (r = read(fd, f->data + got, f->n - got)) > 0) got += (size_t)r;
-  if (fd < 0 || got != f->n) {
+  f->data = (unsigned char*)slurp(fpath, &got);
+  if (!f->data || got != f->n) {
     fprintf(stderr, "cannot read the local copy %s\n", fpath);
     exit(2);
   }
-  close(fd);
   return 0;
 }
 
